@@ -1,0 +1,118 @@
+"""Per-frame noise-level arithmetic shared by the long-video samplers.
+
+Latents are laid out as ``[batch, channels, frames, height, width]`` and every frame carries its
+own sigma. Sigmas follow ComfyUI's k-diffusion convention: a noisy latent is either
+``x0 + sigma * noise`` (variance exploding: EPS / V-prediction models) or
+``(1 - sigma) * x0 + sigma * noise`` (rectified flow: Wan, LTX-Video, HunyuanVideo).
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable, Optional
+
+import torch
+
+FRAME_DIM = 2
+
+# predict x0 for a batch of windows: latents [N, C, F, H, W], per-frame sigmas [N, F], prompt index
+Denoiser = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+class NoiseSpace(str, Enum):
+    VARIANCE_EXPLODING = "variance_exploding"
+    RECTIFIED_FLOW = "rectified_flow"
+
+
+def per_frame(levels: torch.Tensor, ndim: int = 5) -> torch.Tensor:
+    """View per-frame levels ``[F]`` or ``[N, F]`` so they broadcast over ``[N, C, F, H, W]``."""
+    if levels.ndim == 1:
+        return levels.view(1, 1, -1, *([1] * (ndim - 3)))
+    return levels.view(levels.shape[0], 1, levels.shape[1], *([1] * (ndim - 3)))
+
+
+def add_noise(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, space: NoiseSpace) -> torch.Tensor:
+    """Noise every frame of ``clean`` to its own level."""
+    s = per_frame(sigmas, clean.ndim).to(clean)
+    if space is NoiseSpace.RECTIFIED_FLOW:
+        return (1.0 - s) * clean + s * noise
+    return clean + s * noise
+
+
+def step(
+    x: torch.Tensor,
+    denoised: torch.Tensor,
+    sigmas: torch.Tensor,
+    sigmas_next: torch.Tensor,
+    space: NoiseSpace,
+    eta: float = 0.0,
+    noise: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Move every frame from its level to its next level.
+
+    ``eta = 0`` is the deterministic Euler step in sigma space (DDIM with eta 0);
+    ``eta > 0`` is the ancestral step (eta 1: DDPM-like), which needs fresh ``noise`` per frame.
+    Frames whose level is already 0 are returned unchanged.
+    """
+    s = per_frame(sigmas, x.ndim).to(x)
+    s_next = per_frame(sigmas_next, x.ndim).to(x)
+    safe_s = torch.where(s > 0, s, torch.ones_like(s))
+    if eta <= 0.0:
+        stepped = x + (s_next - s) * (x - denoised) / safe_s
+    elif space is NoiseSpace.RECTIFIED_FLOW:
+        stepped = _ancestral_flow_step(x, denoised, s, safe_s, s_next, eta, noise)
+    else:
+        stepped = _ancestral_ve_step(x, denoised, s, safe_s, s_next, eta, noise)
+    return torch.where(s > 0, stepped, x)
+
+
+def _ancestral_ve_step(x, denoised, s, safe_s, s_next, eta, noise):
+    # k-diffusion's get_ancestral_step, per frame
+    sigma_up = torch.minimum(s_next, eta * (s_next**2 * (s**2 - s_next**2) / safe_s**2).clamp(min=0).sqrt())
+    sigma_down = (s_next**2 - sigma_up**2).clamp(min=0).sqrt()
+    return x + (sigma_down - s) * (x - denoised) / safe_s + noise * sigma_up
+
+
+def _ancestral_flow_step(x, denoised, s, safe_s, s_next, eta, noise):
+    # rectified-flow ancestral step (as ComfyUI's euler_ancestral_RF), per frame: overshoot down to
+    # sigma_down along the flow, then re-noise up to sigma_next keeping the variance consistent
+    sigma_down = s_next * (1.0 + (s_next / safe_s - 1.0) * eta)
+    alpha_next = 1.0 - s_next
+    alpha_down = 1.0 - sigma_down
+    renoise = (s_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2).clamp(min=0).sqrt()
+    ratio = sigma_down / safe_s
+    x = ratio * x + (1.0 - ratio) * denoised
+    return (alpha_next / alpha_down) * x + noise * renoise
+
+
+def sample_clip(
+    denoise: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
+    space: NoiseSpace,
+    eta: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    prompt: int = 0,
+    on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+) -> torch.Tensor:
+    """Ordinary sampling of a clip: every frame at the same level, one model call per level.
+
+    ``noise`` is unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
+    """
+    frames = noise.shape[FRAME_DIM]
+    # pure noise at the first level is sigma_max * noise in both noise spaces
+    x = noise * sigmas[0]
+    for i in range(len(sigmas) - 1):
+        level = sigmas[i].expand(noise.shape[0], frames)
+        level_next = sigmas[i + 1].expand(noise.shape[0], frames)
+        denoised = denoise(x, level, prompt)
+        fresh = fresh_noise(x.shape, generator, x) if eta > 0 else None
+        x = step(x, denoised, level, level_next, space, eta, fresh)
+        if on_step is not None:
+            on_step(i, denoised)
+    return x
+
+
+def fresh_noise(shape, generator: Optional[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    """Unit Gaussian noise drawn on the generator's device (CPU), so results do not depend on the GPU."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(like)

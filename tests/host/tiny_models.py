@@ -1,0 +1,281 @@
+"""Tiny random-weight video models that ComfyUI's real loaders accept.
+
+Each model is an instance of ComfyUI's own module class, so the key names are exactly the
+ones the loaders detect; only the sizes are shrunk to the smallest values the detection
+code accepts. Weights are filled deterministically (seeded normal, std 0.02; norm scales 1;
+biases 0) and saved as safetensors. Nothing here is downloaded or committed: the files are
+rebuilt at test time, and a stamp file skips rebuilding when the recipe is unchanged.
+
+Importing this module is cheap; building needs ComfyUI importable and set up for CPU
+(comfy_host.prepare_comfy_imports does that).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+# Bump when a recipe below changes in a way the config dicts do not show.
+RECIPE_VERSION = 1
+STAMP_FILE = "tiny_models.stamp.json"
+
+LTXV_TRANSFORMER = {
+    "in_channels": 128,
+    "num_layers": 2,
+    "num_attention_heads": 4,
+    "attention_head_dim": 16,
+    "cross_attention_dim": 64,
+    "caption_channels": 4096,
+}
+
+# sd.py hard-codes 8x time / 32x space for LTXV VAEs: patch 4 plus three 2x2x2 stages.
+# The last encoder block must be res_x: its decoder twin is the key the loader detects.
+LTXV_VAE = {
+    "dims": 3,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 128,
+    "blocks": [["compress_all", 1], ["compress_all", 1], ["compress_all", 1], ["res_x", 1]],
+    "patch_size": 4,
+    "norm_layer": "pixel_norm",
+    "latent_log_var": "uniform",
+    "causal_decoder": False,
+}
+
+
+def wan_transformer(in_out_channels: int) -> dict:
+    # The loader derives num_heads as dim // 128, so dim must be a multiple of 128.
+    return {
+        "model_type": "t2v",
+        "dim": 128,
+        "ffn_dim": 256,
+        "num_heads": 1,
+        "num_layers": 2,
+        "in_dim": in_out_channels,
+        "out_dim": in_out_channels,
+        "text_dim": 4096,
+        "freq_dim": 256,
+    }
+
+
+WAN21_VAE = {
+    "dim": 8,
+    "z_dim": 16,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_scales": [],
+    "temperal_downsample": [False, True, True],
+    "image_channels": 3,
+    "dropout": 0.0,
+}
+
+TAEHV_WAN22 = {"latent_channels": 48}
+
+# HunyuanVideo has per-batch timesteps only. The loader derives num_heads as hidden // 128
+# and fixes axes_dim to [16, 56, 56] (sum 128), so hidden 128 with one head is the minimum.
+# vector_in (vec_in_dim 768) is what tells HunyuanVideo apart from HunyuanImage 2.1.
+HUNYUAN_VIDEO = {
+    "image_model": "hunyuan_video",
+    "in_channels": 16,
+    "out_channels": 16,
+    "vec_in_dim": 768,
+    "context_in_dim": 4096,
+    "hidden_size": 128,
+    "mlp_ratio": 4.0,
+    "num_heads": 1,
+    "depth": 1,
+    "depth_single_blocks": 1,
+    "axes_dim": [16, 56, 56],
+    "theta": 256,
+    "patch_size": [1, 2, 2],
+    "qkv_bias": True,
+    "guidance_embed": False,
+    "byt5": False,
+    "meanflow": False,
+    "use_cond_type_embedding": False,
+    "vision_in_dim": None,
+    "meanflow_sum": False,
+}
+
+
+def _skip_init_ops():
+    import comfy.ops
+    return comfy.ops.disable_weight_init
+
+
+def _ltxv_transformer() -> torch.nn.Module:
+    from comfy.ldm.lightricks.model import LTXVModel
+    return LTXVModel(**LTXV_TRANSFORMER, operations=_skip_init_ops())
+
+
+def _ltxv_vae() -> torch.nn.Module:
+    from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
+    return VideoVAE(config=LTXV_VAE)
+
+
+def _wan_transformer(in_out_channels: int) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from comfy.ldm.wan.model import WanModel
+        return WanModel(**wan_transformer(in_out_channels), operations=_skip_init_ops())
+    return build
+
+
+def _wan21_vae() -> torch.nn.Module:
+    from comfy.ldm.wan.vae import WanVAE
+    return WanVAE(**WAN21_VAE)
+
+
+def _taehv_wan22() -> torch.nn.Module:
+    from comfy.taesd.taehv import TAEHV
+    return TAEHV(**TAEHV_WAN22)
+
+
+def _hunyuan_video() -> torch.nn.Module:
+    from comfy.ldm.hunyuan_video.model import HunyuanVideo
+    return HunyuanVideo(**HUNYUAN_VIDEO, operations=_skip_init_ops())
+
+
+@dataclass(frozen=True)
+class Part:
+    """One module of a file: its keys get `prefix`, its tensors are stored as `dtype`."""
+    build: Callable[[], torch.nn.Module]
+    config: dict
+    prefix: str = ""
+    dtype: torch.dtype = torch.float32
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    role: str
+    folder: str
+    filename: str
+    seed: int
+    parts: tuple[Part, ...]
+    metadata: dict | None = None
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.folder}/{self.filename}"
+
+    def recipe_id(self, comfyui_version: str) -> str:
+        recipe = {
+            "version": RECIPE_VERSION,
+            "comfyui": comfyui_version,
+            "seed": self.seed,
+            "parts": [[p.prefix, str(p.dtype), p.config] for p in self.parts],
+            "metadata": self.metadata,
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# fp16 storage halves the two convolution-heavy VAEs; the loaders cast to their working dtype.
+TINY_MODELS = (
+    TinyModel(
+        role="ltxv_ckpt", folder="checkpoints", filename="tiny_ltxv_ckpt.safetensors", seed=1,
+        parts=(
+            Part(_ltxv_transformer, LTXV_TRANSFORMER, prefix="model.diffusion_model."),
+            Part(_ltxv_vae, LTXV_VAE, prefix="vae.", dtype=torch.float16),
+        ),
+        # The loader guesses a full-size config from shapes; this metadata corrects it.
+        metadata={"config": json.dumps({"transformer": LTXV_TRANSFORMER, "vae": LTXV_VAE})},
+    ),
+    TinyModel(
+        role="wan21", folder="diffusion_models", filename="tiny_wan21.safetensors", seed=2,
+        parts=(Part(_wan_transformer(16), wan_transformer(16)),),
+    ),
+    TinyModel(
+        role="wan22_5b", folder="diffusion_models", filename="tiny_wan22_5b.safetensors", seed=3,
+        parts=(Part(_wan_transformer(48), wan_transformer(48)),),
+    ),
+    TinyModel(
+        role="wan21_vae", folder="vae", filename="tiny_wan21_vae.safetensors", seed=4,
+        parts=(Part(_wan21_vae, WAN21_VAE),),
+    ),
+    TinyModel(
+        role="taew22", folder="vae", filename="tiny_taew22.safetensors", seed=5,
+        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16),),
+    ),
+    TinyModel(
+        role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
+        parts=(Part(_hunyuan_video, HUNYUAN_VIDEO),),
+    ),
+)
+
+TINY_MODEL_FILES = {model.role: model.filename for model in TINY_MODELS}
+MODEL_FOLDERS = ("checkpoints", "diffusion_models", "vae", "clip_vision", "text_encoders")
+
+
+def build_tiny_models(models_dir: Path) -> dict[str, Path]:
+    """Write every tiny model under models_dir/<folder>/ and return {role: path}.
+
+    Files whose stamp matches the current recipe are kept as they are.
+    """
+    models_dir = Path(models_dir)
+    for folder in MODEL_FOLDERS:
+        (models_dir / folder).mkdir(parents=True, exist_ok=True)
+    stamps = _read_stamps(models_dir)
+    version = _comfyui_version()
+    paths = {}
+    for model in TINY_MODELS:
+        path = models_dir / model.relative_path
+        recipe_id = model.recipe_id(version)
+        if not (path.is_file() and stamps.get(model.relative_path) == recipe_id):
+            _save_atomically(_tensors_of(model), path, model.metadata)
+            stamps[model.relative_path] = recipe_id
+            _write_stamps(models_dir, stamps)
+        paths[model.role] = path
+    return paths
+
+
+def _tensors_of(model: TinyModel) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(model.seed)
+    tensors = {}
+    for part in model.parts:
+        for name, template in part.build().state_dict().items():
+            value = _initial_value(name, template.shape, generator)
+            tensors[part.prefix + name] = value.to(part.dtype).contiguous()
+    return tensors
+
+
+def _initial_value(name: str, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    leaf = name.rsplit(".", 1)[-1]
+    if "per_channel_statistics" in name:
+        # LTXV latent statistics (buffers created with torch.empty): identity normalisation.
+        return torch.ones(shape) if leaf == "std-of-means" else torch.zeros(shape)
+    if leaf in ("bias", "beta"):
+        return torch.zeros(shape)
+    is_norm_scale = leaf in ("gamma", "scale") or (leaf == "weight" and len(shape) == 1)
+    if is_norm_scale:
+        return torch.ones(shape)
+    return torch.randn(shape, generator=generator) * 0.02
+
+
+def _save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None) -> None:
+    partial = path.with_name(path.name + f".{os.getpid()}.partial")
+    save_file(tensors, str(partial), metadata=metadata)
+    os.replace(partial, path)
+
+
+def _comfyui_version() -> str:
+    try:
+        import comfyui_version
+        return comfyui_version.__version__
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
+def _read_stamps(models_dir: Path) -> dict:
+    try:
+        return json.loads((models_dir / STAMP_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamps(models_dir: Path, stamps: dict) -> None:
+    (models_dir / STAMP_FILE).write_text(json.dumps(stamps, indent=1, sort_keys=True))
