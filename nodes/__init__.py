@@ -1,0 +1,23 @@
+"""ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
+from comfy_api.latest import ComfyExtension
+
+from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead, PromptFrameRange
+
+# A literal mapping so that ComfyUI-Manager's and the Registry's source scanners list the node IDs.
+# It lives here, not in the package root: a root that defines NODE_CLASS_MAPPINGS is loaded through
+# ComfyUI's legacy path and its comfy_entrypoint is ignored.
+NODE_CLASS_MAPPINGS = {
+    "LongVideoDiagonalQueueSampler": DiagonalQueueSampler,
+    "LongVideoLatentPartition": LatentPartition,
+    "LongVideoLookahead": Lookahead,
+    "LongVideoPromptFrameRange": PromptFrameRange,
+}
+
+
+class LongVideoExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODE_CLASS_MAPPINGS.values())
+
+
+async def comfy_entrypoint() -> LongVideoExtension:
+    return LongVideoExtension()

@@ -1,0 +1,217 @@
+"""The one seam between ComfyUI and ``samplers/``.
+
+It turns a ComfyUI MODEL with its conditioning and CFG (or any GUIDER) into a function that
+predicts x0 for video windows ``[N, C, F, H, W]`` in which every frame has its own sigma
+``[N, F]``. ComfyUI computes ``denoised`` with one sigma per batch row, so each family gets its
+per-frame timestep in through its own door and the result is corrected frame by frame:
+
+* the call uses the row's largest sigma ``s_b`` and per-frame timesteps ``timestep(s_f)``;
+* each frame's input is rescaled so the network sees ``calculate_input(s_f, x_f)``;
+* the network output is recovered from ``denoised`` at ``s_b`` and turned into ``x0`` at ``s_f``.
+
+``calculate_input`` and ``calculate_denoised`` are linear in their tensor arguments for every
+ComfyUI model-sampling type (EPS, V, EDM, CONST/flow, Cosmos RFlow), and CFG mixes predictions with
+weights that sum to one, so the correction is exact for all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import comfy.model_base as model_base
+import comfy.model_sampling
+import comfy.patcher_extension as patcher_extension
+import comfy.samplers
+import torch
+
+from ..samplers.frame_levels import NoiseSpace
+
+DENOISE_MASK = "denoise_mask"  # the model's process_timestep turns a mask into per-frame timesteps
+TIMESTEP_MATRIX = "timestep_matrix"  # the transformer accepts a [B, T] timestep we inject ourselves
+FRAMES_AS_BATCH = "frames_as_batch"  # image-latent models: frames are batch rows with a sigma each
+
+SUPPORTED_FAMILIES = (
+    "LTX-Video (LTXV), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
+    "and frames-as-batch models (SD1.5/SDXL with a motion module, SVD)"
+)
+_WRAPPER_KEY = "comfyui-longvideo.frame_levels"
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    mechanism: str
+
+
+def model_family(model: model_base.BaseModel) -> Family:
+    """Which family a loaded model belongs to, and how it takes per-frame noise levels."""
+    kind = type(model)
+    if kind is model_base.LTXV:
+        return Family("LTX-Video", DENOISE_MASK)
+    if kind is model_base.WAN22:
+        return Family("Wan 2.2 TI2V-5B", DENOISE_MASK)
+    if kind is model_base.CosmosPredict2:
+        return Family("Cosmos Predict2", DENOISE_MASK)
+    if kind is model_base.WAN21:
+        return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
+    if model.latent_format.latent_dimensions == 2:
+        return Family(f"frames-as-batch ({kind.__name__})", FRAMES_AS_BATCH)
+    raise UnsupportedModelError(
+        f"This model is {kind.__name__} (transformer {type(model.diffusion_model).__name__}), which takes one noise "
+        f"level per video, but long-video sampling needs a noise level per frame. Supported families: "
+        f"{SUPPORTED_FAMILIES}."
+    )
+
+
+def noise_space(model: model_base.BaseModel) -> NoiseSpace:
+    if isinstance(model.model_sampling, comfy.model_sampling.CONST):
+        return NoiseSpace.RECTIFIED_FLOW
+    return NoiseSpace.VARIANCE_EXPLODING
+
+
+class PromptScheduleGuider(comfy.samplers.CFGGuider):
+    """CFG with several positive prompts prepared together; ``active_prompt`` picks one per call."""
+
+    active_prompt = 0
+
+    def set_prompt_schedule(self, positives: list, negative) -> None:
+        conds = {f"positive_{i}": positive for i, positive in enumerate(positives)}
+        self.inner_set_conds({"negative": negative, **conds})
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        return comfy.samplers.sampling_function(
+            self.inner_model,
+            x,
+            timestep,
+            self.conds.get("negative", None),
+            self.conds.get(f"positive_{self.active_prompt}", None),
+            self.cfg,
+            model_options=model_options,
+            seed=seed,
+        )
+
+
+def prompt_guider(model, positives: list, negative, cfg: float) -> PromptScheduleGuider:
+    guider = PromptScheduleGuider(model)
+    guider.set_prompt_schedule(positives, negative)
+    guider.set_cfg(cfg)
+    return guider
+
+
+class FramewiseDenoiser:
+    """Predict x0 for windows whose frames sit at their own sigmas. Built inside a guider's sampling."""
+
+    def __init__(self, guider, model_options: dict, seed: Optional[int], before_call: Callable[[], None]):
+        self.guider = guider
+        self.model = guider.inner_model
+        self.family = model_family(self.model)
+        self.model_sampling = self.model.model_sampling
+        self.seed = seed
+        self.before_call = before_call
+        self.calls = 0
+        self._frame_timestep_ratio: Optional[torch.Tensor] = None
+        self.model_options = model_options
+        if self.family.mechanism == DENOISE_MASK:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._add_denoise_mask, model_options, is_model_options=True
+            )
+        elif self.family.mechanism == TIMESTEP_MATRIX:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._use_timestep_matrix, model_options, is_model_options=True
+            )
+
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+        self.before_call()
+        self._select_prompt(prompt)
+        self.calls += 1
+        if self.family.mechanism == FRAMES_AS_BATCH:
+            return self._denoise_frames_as_batch(x, sigmas)
+        return self._denoise_with_frame_levels(x, sigmas)
+
+    def _select_prompt(self, prompt: int) -> None:
+        if isinstance(self.guider, PromptScheduleGuider):
+            self.guider.active_prompt = prompt
+        elif prompt != 0:
+            raise ValueError("A prompt schedule needs model + conditioning inputs; a GUIDER carries a single prompt.")
+
+    def _guide(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.guider(x, sigma, model_options=self.model_options, seed=self.seed)
+
+    def _denoise_frames_as_batch(self, x, sigmas):
+        n, c, f, h, w = x.shape
+        rows = x.movedim(2, 1).reshape(n * f, c, h, w)
+        denoised = self._guide(rows, sigmas.reshape(-1).to(x))
+        return denoised.reshape(n, f, c, h, w).movedim(1, 2)
+
+    def _denoise_with_frame_levels(self, x, sigmas):
+        sigmas = sigmas.to(x)
+        batch_sigma = sigmas.amax(dim=1)
+        if not bool((batch_sigma > 0).all()):
+            raise ValueError("Every window must hold at least one frame that is not yet clean.")
+        ms = self.model_sampling
+        self._frame_timestep_ratio = ms.timestep(sigmas) / ms.timestep(batch_sigma)[:, None]
+        frame_in, frame_x, frame_out = self._linear_coefficients(sigmas)
+        batch_in, batch_x, batch_out = self._linear_coefficients(batch_sigma[:, None])
+        scaled = x * frame_in / batch_in
+        denoised = self._guide(scaled, batch_sigma)
+        network_out = (denoised - batch_x * scaled) / batch_out
+        return frame_x * x + frame_out * network_out
+
+    def _linear_coefficients(self, sigmas: torch.Tensor):
+        """Per-frame ``k_in, k_x, k_out`` with calculate_input = k_in*x and calculate_denoised = k_x*x + k_out*out."""
+        flat = sigmas.reshape(-1)
+        ones = torch.ones(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)
+        zeros = torch.zeros_like(ones)
+        ms = self.model_sampling
+        shape = (sigmas.shape[0], 1, sigmas.shape[1], 1, 1)
+        k_in = ms.calculate_input(flat, ones).reshape(shape)
+        k_x = ms.calculate_denoised(flat, zeros, ones).reshape(shape)
+        k_out = ms.calculate_denoised(flat, ones, zeros).reshape(shape)
+        return k_in, k_x, k_out
+
+    def _ratio_rows(self, rows: int) -> torch.Tensor:
+        ratio = self._frame_timestep_ratio
+        if rows % ratio.shape[0]:
+            raise RuntimeError(f"Model batch of {rows} rows does not split into {ratio.shape[0]} windows.")
+        # ComfyUI stacks cond and uncond copies of the batch one after the other
+        return ratio.repeat(rows // ratio.shape[0], 1)
+
+    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        ratio = self._ratio_rows(x.shape[0])
+        kwargs["denoise_mask"] = ratio[:, None, :, None, None].expand(x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4]).to(x)
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+    def _use_timestep_matrix(self, executor, x, timestep, *args, **kwargs):
+        ratio = self._ratio_rows(x.shape[0]).to(timestep)
+        return executor(x, timestep[:, None] * ratio, *args, **kwargs)
+
+
+class _RunInsideSampling(comfy.samplers.Sampler):
+    def __init__(self, body: Callable[[FramewiseDenoiser, torch.Tensor], None], before_call: Callable[[], None]):
+        self.body = body
+        self.before_call = before_call
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        self.body(FramewiseDenoiser(model_wrap, extra_args["model_options"], extra_args.get("seed"), self.before_call), sigmas)
+        return latent_image
+
+
+def run_with_framewise_denoiser(
+    guider,
+    call_shape: tuple[int, ...],
+    sigmas: torch.Tensor,
+    seed: int,
+    body: Callable[[FramewiseDenoiser, torch.Tensor], None],
+    before_call: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``body(denoiser, sigmas)`` while ComfyUI has the model loaded and the conditioning prepared.
+
+    ``call_shape`` is the largest latent one model call will see; ComfyUI sizes its memory
+    planning and the conditioning (e.g. image-to-video concat latents) from it.
+    """
+    placeholder = torch.zeros(call_shape)
+    guider.sample(placeholder, placeholder, _RunInsideSampling(body, before_call), sigmas, seed=seed, disable_pbar=True)

@@ -1,0 +1,40 @@
+"""Reaching ComfyUI nodes and this pack's modules inside an in-process ComfyUI."""
+import sys
+
+import torch
+
+from comfy_host import PACK_ROOT
+
+
+def pack_module(name: str):
+    """A module of this pack as ComfyUI loaded it (e.g. ``nodes.adapter``)."""
+    package = str(PACK_ROOT).replace(".", "_x_")  # the module name ComfyUI's loader gives a pack
+    return sys.modules[f"{package}.{name}"]
+
+
+def call_node(host, node_type: str, **inputs):
+    """Run one node class directly (legacy or V3) and return its outputs as a tuple."""
+    cls = host.node_class(node_type)
+    if hasattr(cls, "FUNCTION"):
+        return getattr(cls(), cls.FUNCTION)(**inputs)
+    return tuple(cls.execute(**inputs).result)
+
+
+def fake_conditioning(host, seed: int, width: int = 4096):
+    return call_node(host, "LongVideoTestConditioning", width=width, tokens=8, seed=seed, scale=1.0)[0]
+
+
+def load_family(host, names: dict, family: str):
+    """A tiny model of the family, patched as users run it, with a latent shape for it."""
+    if family == "ltxv":
+        model = call_node(host, "CheckpointLoaderSimple", ckpt_name=names["ltxv_ckpt"])[0]
+        model = call_node(host, "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95)[0]
+        return model, (1, 128, 5, 4, 4)
+    channels = 16 if family == "wan21" else 48
+    model = call_node(host, "UNETLoader", unet_name=names[family], weight_dtype="default")[0]
+    model = call_node(host, "ModelSamplingSD3", model=model, shift=8.0)[0]
+    return model, (1, channels, 5, 4, 4)
+
+
+def random_latent(shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,68 @@
+"""The per-frame adapter on tiny real models loaded through ComfyUI's own loaders."""
+import pytest
+import torch
+
+from pack_access import call_node, load_family, pack_module, random_latent, fake_conditioning
+
+FAMILIES = ["ltxv", "wan21", "wan22_5b"]
+# measured on the tiny random-weight models: the uniform-level correction is exact to float error;
+# with mixed levels a frame also feels the other frames' timesteps through attention, which the
+# tiny random models keep below this bound
+EXACT = 2e-5
+MIXED = 5e-5
+
+
+def mixed_and_plain(host, names, family, levels):
+    adapter = pack_module("nodes.adapter")
+    model, shape = load_family(host, names, family)
+    guider = adapter.prompt_guider(model, [fake_conditioning(host, 1)], fake_conditioning(host, 2), 3.0)
+    x = random_latent(shape)
+    got = {}
+
+    def body(denoise, sigmas):
+        got["family"] = denoise.family.name
+        got["mixed"] = denoise(x, levels[None]).cpu()
+        # a plain ComfyUI call (no per-frame machinery) on the whole clip at each frame's level
+        plain = guider.model_options
+        got["plain"] = [guider(x, level.reshape(1), model_options=plain, seed=0).cpu() for level in levels]
+
+    adapter.run_with_framewise_denoiser(guider, shape, torch.tensor([1.0, 0.0]), 0, body)
+    return got
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_uniform_levels_equal_a_plain_call(comfy_inprocess, tiny_model_names, family):
+    levels = torch.full((5,), 0.4)
+    got = mixed_and_plain(comfy_inprocess, tiny_model_names, family, levels)
+    torch.testing.assert_close(got["mixed"], got["plain"][0], rtol=0, atol=EXACT)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mixed_levels_equal_plain_calls_frame_by_frame(comfy_inprocess, tiny_model_names, family):
+    levels = torch.tensor([0.95, 0.7, 0.45, 0.2, 0.05])
+    got = mixed_and_plain(comfy_inprocess, tiny_model_names, family, levels)
+    worst = 0.0
+    for f, plain in enumerate(got["plain"]):
+        error = (got["mixed"][:, :, f] - plain[:, :, f]).abs().max().item()
+        worst = max(worst, error)
+        assert error < MIXED, f"{got['family']} frame {f} at sigma {levels[f]:.2f}: max abs error {error:.2e}"
+    # the check has teeth: the frame at the lowest level is far from what the window's top level gives
+    naive = (got["plain"][0][:, :, 4] - got["plain"][4][:, :, 4]).abs().max().item()
+    assert naive > 100 * max(worst, 1e-6)
+    print(f"{got['family']}: worst per-frame error {worst:.2e} (levels far apart differ by {naive:.2e})")
+
+
+def test_families_are_named(comfy_inprocess, tiny_model_names):
+    adapter = pack_module("nodes.adapter")
+    names = {family: adapter.model_family(load_family(comfy_inprocess, tiny_model_names, family)[0].model).name for family in FAMILIES}
+    assert names == {"ltxv": "LTX-Video", "wan21": "Wan 2.1 / Wan 2.2 A14B", "wan22_5b": "Wan 2.2 TI2V-5B"}
+
+
+def test_an_unsupported_model_gets_a_clear_error(comfy_inprocess, tiny_model_names):
+    adapter = pack_module("nodes.adapter")
+    model = call_node(comfy_inprocess, "UNETLoader", unet_name=tiny_model_names["unsupported_video"], weight_dtype="default")[0]
+    with pytest.raises(adapter.UnsupportedModelError) as error:
+        adapter.model_family(model.model)
+    message = str(error.value)
+    assert type(model.model).__name__ in message
+    assert "noise level per frame" in message and "Wan 2.1" in message and "LTX-Video" in message
