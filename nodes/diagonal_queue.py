@@ -155,7 +155,7 @@ class DiagonalQueueSampler(io.ComfyNode):
         rows = windows_per_call * batch
         call_shape = (rows * window, channels, height, width) if frames_as_batch else (rows, channels, window, height, width)
         output = torch.zeros(batch, channels, length, height, width)
-        sampler = _QueueRun(patcher, layout, video, start, length, eta, seed, prompt_of_frame, windows_per_call > 1, output)
+        sampler = _QueueRun(patcher, layout, video, start, length, eta, seed, prompt_of_frame, windows_per_call > 1, frames_as_batch, output)
         run_with_framewise_denoiser(guider, call_shape, sigmas, seed, sampler.run, comfy.model_management.throw_exception_if_processing_interrupted)
         result = output.squeeze(0).movedim(0, 1) if frames_as_batch else output
         out = {key: value for key, value in latent.items() if key not in ("noise_mask", "batch_index")}
@@ -166,10 +166,17 @@ class DiagonalQueueSampler(io.ComfyNode):
 class _QueueRun:
     """The sampling body, run while ComfyUI holds the model: warm start, queue, streamed output."""
 
-    def __init__(self, patcher, layout, video, start, length, eta, seed, prompt_of_frame, batch_windows, output):
+    def __init__(self, patcher, layout, video, start, length, eta, seed, prompt_of_frame, batch_windows, frames_as_batch, output):
         self.patcher, self.layout, self.video, self.start = patcher, layout, video, start
         self.length, self.eta, self.seed = length, eta, seed
         self.prompt_of_frame, self.batch_windows, self.output = prompt_of_frame, batch_windows, output
+        self.frames_as_batch = frames_as_batch
+
+    def _latent_format_call(self, convert, video):
+        # the latent format works on the model's own layout: frames as batch rows for image models
+        if self.frames_as_batch:
+            return convert(video[0].movedim(1, 0)).movedim(0, 1)[None]
+        return convert(video)
 
     def run(self, denoise, sigmas) -> None:
         model = self.patcher.model
@@ -186,13 +193,13 @@ class _QueueRun:
             noise = fresh_noise(shape, generator, torch.zeros(1, device=device))
             clip = sample_clip(denoise, noise, sigmas, space, self.eta, generator, self.prompt_of_frame(0), on_step=lambda i, x0: progress.update(1))
         else:
-            clip = model.process_latent_in(self.video.to(device))
+            clip = self._latent_format_call(model.process_latent_in, self.video.to(device))
 
         frames = generate(denoise, clip, sigmas, self.layout, self.length, space, self.eta, generator, self.batch_windows, self.prompt_of_frame)
         for index, frame in frames:
             preview = None
             if index >= 0:
-                self.output[:, :, index] = model.process_latent_out(frame).to(self.output)
+                self.output[:, :, index] = self._latent_format_call(model.process_latent_out, frame[:, :, None])[:, :, 0].to(self.output)
                 if previewer is not None:
                     preview = previewer.decode_latent_to_preview_image("JPEG", frame[:1, :, None])
             progress.update_absolute(progress.current + 1, preview=preview)

@@ -1,0 +1,73 @@
+"""The Diagonal Queue Sampler inside real ComfyUI, from the shipped API workflows on tiny models."""
+import time
+
+import pytest
+
+from tiny_workflows import node_of_type, tiny_workflow
+
+# (workflow, variant) -> frames the tiny VAE makes from `length` latent frames
+CASES = {
+    "wan21": ("fifo_wan21_t2v_1.3B", {}, lambda n: 4 * (n - 1) + 1),
+    "wan22_5b": ("fifo_wan21_t2v_1.3B", {"wan22_5b": True}, lambda n: 4 * (n - 1) + 1),
+    "ltxv": ("fifo_ltxv", {}, lambda n: 8 * (n - 1) + 1),
+}
+
+
+def saved_video_frames(output_dir, entry):
+    import av  # ComfyUI's own dependency, present wherever the host tier runs
+
+    files = [item for output in entry["outputs"].values() for item in output.get("images", []) + output.get("videos", [])]
+    assert files, f"no saved video in outputs {entry['outputs']}"
+    path = output_dir / files[0]["subfolder"] / files[0]["filename"]
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0)), path
+
+
+@pytest.mark.parametrize("family", CASES)
+@pytest.mark.parametrize("options", ["DD", "DD+LP", "DD+LP+LD"])
+def test_in_process_output_has_exactly_the_requested_latent_frames(comfy_inprocess, tiny_model_names, family, options):
+    workflow, variant, _ = CASES[family]
+    partitions = 1 if options == "DD" else 2
+    prompt = tiny_workflow(workflow, tiny_model_names, length=7, partitions=partitions, **variant)
+    if options != "DD+LP+LD":
+        prompt[node_of_type(prompt, "LongVideoLookahead")]["inputs"]["enabled"] = False
+    comfy_inprocess.clear_cache()
+    comfy_inprocess.run_prompt(prompt)
+    latent = comfy_inprocess.node_output(node_of_type(prompt, "LongVideoDiagonalQueueSampler"))["samples"]
+    assert latent.shape[2] == 7
+    assert latent.isfinite().all()
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_names, family):
+    workflow, variant, pixel_frames = CASES[family]
+    prompt = tiny_workflow(workflow, tiny_model_names, length=9, **variant)
+    entry = comfy_server.run_prompt(prompt)
+    frames, path = saved_video_frames(comfy_server.output_dir, entry)
+    assert frames == pixel_frames(9), path
+
+
+def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, tiny_model_names):
+    long_run = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=5000, **CASES["wan22_5b"][1])
+    prompt_id = comfy_server.queue(long_run)
+    time.sleep(3.0)
+    started = time.monotonic()
+    comfy_server.interrupt()
+    entry = comfy_server.wait(prompt_id, timeout=60)
+    assert entry["status"]["status_str"] == "error"
+    assert any(event == "execution_interrupted" for event, _ in entry["status"]["messages"])
+    assert time.monotonic() - started < 10
+    short_run = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=3, **CASES["wan22_5b"][1])
+    assert comfy_server.run_prompt(short_run)["status"]["status_str"] == "success"
+
+
+def test_pack_nodes_are_listed_and_imported_cleanly(comfy_server):
+    info = comfy_server.object_info()
+    for node in ("LongVideoDiagonalQueueSampler", "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoPromptFrameRange"):
+        assert node in info, node
+        assert info[node]["category"] == "video/long"
+        for name, spec in {**info[node]["input"]["required"], **info[node]["input"].get("optional", {})}.items():
+            assert spec[1].get("tooltip") if len(spec) > 1 else False, f"{node}.{name} has no tooltip"
+    log = comfy_server.log_text()
+    assert "IMPORT FAILED" not in "".join(line for line in log.splitlines() if "LongVideo" in line)
+    assert "Cannot import" not in "".join(line for line in log.splitlines() if "LongVideo" in line)

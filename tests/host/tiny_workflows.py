@@ -1,0 +1,52 @@
+"""The shipped API workflows, made runnable on tiny models: real loaders, tiny files, small sizes."""
+import copy
+import json
+
+from comfy_host import PACK_ROOT
+
+WORKFLOWS = PACK_ROOT / "workflows" / "api"
+TINY_FILE_ROLE = {
+    "wan2.1_t2v_1.3B_fp16.safetensors": "wan21",
+    "wan_2.1_vae.safetensors": "wan21_vae",
+    "ltx-video-2b-v0.9.5.safetensors": "ltxv_ckpt",
+}
+FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name")
+TEST_SIZES = {"width": 64, "height": 64}
+
+
+def load_api_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, wan22_5b=False) -> dict:
+    """The workflow with tiny model files, fake text conditioning and test sizes."""
+    prompt = copy.deepcopy(load_api_workflow(name))
+    for node_id, node in list(prompt.items()):
+        inputs = node["inputs"]
+        for key in FILE_INPUTS:
+            if key in inputs:
+                inputs[key] = names[TINY_FILE_ROLE[inputs[key]]]
+        kind = node["class_type"]
+        if kind == "CLIPLoader":
+            del prompt[node_id]
+        elif kind == "CLIPTextEncode":
+            node.update(class_type="LongVideoTestConditioning", inputs={"width": 4096, "tokens": 8, "seed": int(node_id), "scale": 1.0})
+        elif kind.startswith("Empty"):
+            inputs.update(TEST_SIZES)
+        elif kind in ("BasicScheduler", "LTXVScheduler"):
+            inputs["steps"] = window * partitions
+        elif kind == "LongVideoLatentPartition":
+            inputs["partitions"] = partitions
+        elif kind == "LongVideoDiagonalQueueSampler":
+            inputs.update(length=length, window=window)
+    if wan22_5b:
+        for node in prompt.values():
+            if node["class_type"] == "UNETLoader":
+                node["inputs"]["unet_name"] = names["wan22_5b"]
+            if node["class_type"] == "VAELoader":
+                node["inputs"]["vae_name"] = names["taew22"]
+    return prompt
+
+
+def node_of_type(prompt: dict, class_type: str) -> str:
+    return next(node_id for node_id, node in prompt.items() if node["class_type"] == class_type)
