@@ -122,7 +122,7 @@ def _evict_modules_shadowing(comfy_dir: Path) -> None:
 
 
 def _top_level_module_names(comfy_dir: Path) -> set[str]:
-    modules = {path.stem for path in comfy_dir.glob("*.py")}
+    modules = {path.stem for path in comfy_dir.glob("*.py")} - {"main"}  # main.py only runs as a script
     packages = {path.parent.name for path in comfy_dir.glob("*/__init__.py")}
     return {name for name in modules | packages if not name.startswith("test")}
 
@@ -206,7 +206,7 @@ class InProcessComfy:
         prompt_id = str(uuid.uuid4())
         valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
         if not valid:
-            raise AssertionError(_validation_error_text(error, node_errors))
+            raise AssertionError("ComfyUI rejected the prompt: " + _validation_error_text(error, node_errors))
         self._executor.execute(prompt, prompt_id, extra_data={}, execute_outputs=outputs)
         status = _status_from_messages(self._executor.status_messages)
         if not status["completed"]:
@@ -259,7 +259,7 @@ def _status_from_messages(messages: list[tuple[str, dict]]) -> dict:
 
 
 def _validation_error_text(error: dict, node_errors: dict) -> str:
-    lines = [f"prompt failed validation: {error.get('message')}: {error.get('details')}"]
+    lines = [f"{error.get('message')}: {error.get('details')}"]
     for node_id, info in node_errors.items():
         for reason in info.get("errors", []):
             lines.append(f"  node {node_id} ({info.get('class_type')}): {reason.get('message')}: {reason.get('details')}")
@@ -362,9 +362,13 @@ class ComfyServer:
             answer = self._post_json("/prompt", {"prompt": prompt, "client_id": "host-tests"})
         except urllib.error.HTTPError as error:
             if error.code == 400:
-                raise AssertionError(f"ComfyUI rejected the prompt: {error.read().decode(errors='replace')}") from None
+                raise AssertionError(_rejection_text(error.read())) from None
             raise
         return answer["prompt_id"]
+
+    def running_prompt_ids(self) -> list[str]:
+        """Ids of the prompts executing right now (GET /queue)."""
+        return [item[1] for item in self._get_json("/queue")["queue_running"]]
 
     def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
         """Poll /history until the prompt is done; returns its history entry (with "status")."""
@@ -446,6 +450,14 @@ class ComfyServer:
         with urllib.request.urlopen(request, timeout=30) as answer:
             body = answer.read()
         return json.loads(body) if body else None
+
+
+def _rejection_text(body: bytes) -> str:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return f"ComfyUI rejected the prompt: {body.decode(errors='replace')}"
+    return "ComfyUI rejected the prompt: " + _validation_error_text(answer.get("error", {}), answer.get("node_errors", {}))
 
 
 def _link_model_files(source: Path, models_dir: Path) -> None:

@@ -174,7 +174,7 @@ class TinyModel:
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# fp16 storage halves the two convolution-heavy VAEs; the loaders cast to their working dtype.
+# fp16 storage halves the larger files; the loaders cast to their working dtype.
 TINY_MODELS = (
     TinyModel(
         role="ltxv_ckpt", folder="checkpoints", filename="tiny_ltxv_ckpt.safetensors", seed=1,
@@ -203,7 +203,7 @@ TINY_MODELS = (
     ),
     TinyModel(
         role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
-        parts=(Part(_hunyuan_video, HUNYUAN_VIDEO),),
+        parts=(Part(_hunyuan_video, HUNYUAN_VIDEO, dtype=torch.float16),),
     ),
 )
 
