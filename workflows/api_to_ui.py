@@ -1,0 +1,87 @@
+"""Write the editor (UI-format) twin of an API-format workflow.
+
+Usage: python workflows/api_to_ui.py OBJECT_INFO.json workflows/api/NAME.json workflows/NAME.json
+
+OBJECT_INFO.json is a live server's /object_info; it says which inputs are widgets, in which order
+the editor stores their values, and the type of every socket.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+COLUMN_WIDTH, ROW_HEIGHT = 360, 330
+
+
+def is_widget(spec) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
+def ordered_inputs(info: dict) -> list[tuple[str, list]]:
+    specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    order = info.get("input_order", {})
+    names = order.get("required", []) + order.get("optional", []) or list(specs)
+    return [(name, specs[name]) for name in names]
+
+
+def depth_of(node_id: str, prompt: dict, memo: dict) -> int:
+    if node_id not in memo:
+        sources = [v[0] for v in prompt[node_id]["inputs"].values() if isinstance(v, list)]
+        memo[node_id] = 1 + max((depth_of(s, prompt, memo) for s in sources), default=-1)
+    return memo[node_id]
+
+
+def api_to_ui(prompt: dict, object_info: dict) -> dict:
+    links, nodes, out_links = [], [], {}
+    for node_id, node in prompt.items():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                src, slot = value
+                kind = object_info[prompt[src]["class_type"]]["output"][slot]
+                links.append([len(links) + 1, int(src), slot, int(node_id), name, kind])
+                out_links.setdefault((src, slot), []).append(len(links))
+    depths, rows = {}, {}
+    for node_id in sorted(prompt, key=int):
+        node, info = prompt[node_id], object_info[prompt[node_id]["class_type"]]
+        column = depth_of(node_id, prompt, depths)
+        row = rows[column] = rows.get(column, -1) + 1
+        inputs, widgets = [], []
+        for name, spec in ordered_inputs(info):
+            value = node["inputs"].get(name)
+            if is_widget(spec):
+                widgets.append(value)
+                if spec[1].get("control_after_generate") if len(spec) > 1 else False:
+                    widgets.append("fixed")
+            else:
+                link = next((l[0] for l in links if l[3] == int(node_id) and l[4] == name), None)
+                inputs.append({"name": name, "type": spec[0], "link": link})
+        for link in links:
+            if link[3] == int(node_id):
+                link[4] = [i["name"] for i in inputs].index(link[4])
+        outputs = [
+            {"name": name, "type": kind, "links": out_links.get((node_id, slot), []), "slot_index": slot}
+            for slot, (name, kind) in enumerate(zip(info["output_name"], info["output"]))
+        ]
+        nodes.append({
+            "id": int(node_id), "type": node["class_type"], "pos": [column * COLUMN_WIDTH, row * ROW_HEIGHT],
+            "size": [320, 120 + 26 * len(widgets)], "flags": {}, "order": 0, "mode": 0,
+            "inputs": inputs, "outputs": outputs, "title": node.get("_meta", {}).get("title", node["class_type"]),
+            "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
+        })
+    for order, node in enumerate(sorted(nodes, key=lambda n: (depths[str(n["id"])], n["id"]))):
+        node["order"] = order
+    return {
+        "last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
+        "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+    }
+
+
+if __name__ == "__main__":
+    info_path, api_path, ui_path = sys.argv[1:4]
+    with open(info_path) as f:
+        info = json.load(f)
+    with open(api_path) as f:
+        api = json.load(f)
+    with open(ui_path, "w") as f:
+        json.dump(api_to_ui(api, info), f, indent=2)
