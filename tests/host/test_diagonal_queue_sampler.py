@@ -71,3 +71,66 @@ def test_pack_nodes_are_listed_and_imported_cleanly(comfy_server):
     log = comfy_server.log_text()
     assert "IMPORT FAILED" not in "".join(line for line in log.splitlines() if "LongVideo" in line)
     assert "Cannot import" not in "".join(line for line in log.splitlines() if "LongVideo" in line)
+
+
+def sampler_prompt(names, **changes):
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", names, length=6, **CASES["wan22_5b"][1])
+    prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"].update(changes)
+    return prompt
+
+
+def run_sampler(host, prompt):
+    host.clear_cache()
+    host.run_prompt(prompt)
+    return host.node_output(node_of_type(prompt, "LongVideoDiagonalQueueSampler"))["samples"]
+
+
+def test_continuing_a_clip_from_a_previous_sampler(comfy_inprocess, tiny_model_names):
+    prompt = sampler_prompt(tiny_model_names, length=10)
+    first_id = node_of_type(prompt, "LongVideoDiagonalQueueSampler")
+    fresh = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, length=12))
+    prompt["95"] = {"class_type": "LongVideoDiagonalQueueSampler", "inputs": {**prompt[first_id]["inputs"], "latent": [first_id, 0], "start": "continue the input latent", "length": 12}}
+    prompt[node_of_type(prompt, "VAEDecode")]["inputs"]["samples"] = ["95", 0]
+    comfy_inprocess.clear_cache()
+    comfy_inprocess.run_prompt(prompt)
+    continued = comfy_inprocess.node_output("95")["samples"]
+    assert continued.shape[2] == 12 and continued.isfinite().all()
+    # the queue starts from the given clip, not from a freshly sampled one
+    assert (continued - fresh).abs().max() > 1e-3
+
+
+def test_a_guider_can_replace_model_and_prompts(comfy_inprocess, tiny_model_names):
+    prompt = sampler_prompt(tiny_model_names)
+    sampler = prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"]
+    prompt["90"] = {"class_type": "CFGGuider", "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": 3.0}}
+    sampler["guider"] = ["90", 0]
+    assert run_sampler(comfy_inprocess, prompt).shape[2] == 6
+
+
+def test_a_prompt_schedule_runs_and_the_prompts_matter(comfy_inprocess, tiny_model_names):
+    plain = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, eta=0.0))
+    prompt = sampler_prompt(tiny_model_names, eta=0.0)
+    sampler = prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"]
+    prompt["91"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
+    prompt["92"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": 3}}
+    prompt["93"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["91", 0], "start_frame": 3, "end_frame": -1}}
+    prompt["94"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["92", 0], "conditioning_2": ["93", 0]}}
+    sampler["positive"] = ["94", 0]
+    scheduled = run_sampler(comfy_inprocess, prompt)
+    assert scheduled.shape == plain.shape
+    # frames made under the second prompt differ from the single-prompt run
+    assert (scheduled[:, :, -1] - plain[:, :, -1]).abs().max() > 1e-3
+
+
+def test_sigmas_that_do_not_fit_the_queue_get_a_clear_error(comfy_inprocess, tiny_model_names):
+    prompt = sampler_prompt(tiny_model_names)
+    prompt[node_of_type(prompt, "BasicScheduler")]["inputs"]["steps"] = 5
+    with pytest.raises(AssertionError, match=r"SIGMAS must have 9 values .* Set the scheduler's steps to 8"):
+        run_sampler(comfy_inprocess, prompt)
+
+
+def test_an_unsupported_model_fails_before_sampling_with_the_family_named(comfy_inprocess, tiny_model_names):
+    prompt = sampler_prompt(tiny_model_names)
+    prompt[node_of_type(prompt, "UNETLoader")]["inputs"]["unet_name"] = tiny_model_names["unsupported_video"]
+    with pytest.raises(AssertionError, match="HunyuanVideo.*noise level per frame"):
+        run_sampler(comfy_inprocess, prompt)
