@@ -183,12 +183,12 @@ class _QueueRun:
         device = self.patcher.load_device
         space = noise_space(model)
         generator = torch.Generator().manual_seed(self.seed)
-        warmup_frames = self.layout.levels - min(self.layout.levels, self.layout.window if self.start == START_FROM_CLIP else self.video.shape[FRAME_DIM])
-        clip_steps = self.layout.levels if self.start == START_FROM_CLIP else 0
-        progress = comfy.utils.ProgressBar(clip_steps + warmup_frames + self.length)
+        from_clip = self.start == START_FROM_CLIP
+        warmup = self.layout.warmup_frames(self.layout.window if from_clip else self.video.shape[FRAME_DIM])
+        progress = comfy.utils.ProgressBar((self.layout.levels if from_clip else 0) + warmup + self.length)
         previewer = latent_preview.get_previewer(device, model.latent_format)
 
-        if self.start == START_FROM_CLIP:
+        if from_clip:
             shape = (*self.video.shape[:2], self.layout.window, *self.video.shape[3:])
             noise = fresh_noise(shape, generator, torch.zeros(1, device=device))
             clip = sample_clip(denoise, noise, sigmas, space, self.eta, generator, self.prompt_of_frame(0), on_step=lambda i, x0: progress.update(1))

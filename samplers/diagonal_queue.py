@@ -55,6 +55,10 @@ class QueueLayout:
     def length(self) -> int:
         return self.context_slots + self.levels
 
+    def warmup_frames(self, clip_frames: int) -> int:
+        """Frames that leave the queue before the first frame of a warm-start clip of that length."""
+        return self.levels - min(clip_frames, self.levels)
+
     def _write_sizes(self) -> list[int]:
         if not self.lookahead:
             return [self.window] * self.partitions
@@ -114,11 +118,9 @@ def initial_queue(
     slots in front of them hold copies of the first of those frames. Returns the queue and the
     number of warm-up frames (the copies) that leave the queue before the clip's first frame.
     """
-    levels = layout.levels
-    used = min(clip.shape[FRAME_DIM], levels)
-    clip = clip[:, :, clip.shape[FRAME_DIM] - used :]
-    warmup = levels - used
-    source = [0] * layout.context_slots + [max(0, j - warmup) for j in range(levels)]
+    warmup = layout.warmup_frames(clip.shape[FRAME_DIM])
+    clip = clip[:, :, clip.shape[FRAME_DIM] - (layout.levels - warmup) :]
+    source = [0] * layout.context_slots + [max(0, j - warmup) for j in range(layout.levels)]
     now, _ = layout.slot_sigmas(sigmas)
     frames = clip[:, :, source]
     noise = fresh_noise(frames.shape, generator, frames)
