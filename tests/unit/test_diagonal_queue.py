@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gaussian_video import GaussianVideo
-from samplers.diagonal_queue import QueueLayout, Window, generate, initial_queue, run_queue
+from samplers.diagonal_queue import QueueLayout, Window, generate, initial_queue
 from samplers.frame_levels import NoiseSpace, fresh_noise
 
 FLOW = NoiseSpace.RECTIFIED_FLOW
