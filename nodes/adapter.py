@@ -112,7 +112,6 @@ class FramewiseDenoiser:
         self.model_sampling = self.model.model_sampling
         self.seed = seed
         self.before_call = before_call
-        self.calls = 0
         self._frame_timestep_ratio: Optional[torch.Tensor] = None
         self.model_options = model_options
         if self.family.mechanism == DENOISE_MASK:
@@ -127,7 +126,6 @@ class FramewiseDenoiser:
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
         self.before_call()
         self._select_prompt(prompt)
-        self.calls += 1
         if self.family.mechanism == FRAMES_AS_BATCH:
             return self._denoise_frames_as_batch(x, sigmas)
         return self._denoise_with_frame_levels(x, sigmas)
