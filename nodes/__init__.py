@@ -1,7 +1,9 @@
 """ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
 from comfy_api.latest import ComfyExtension
 
-from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead, PromptFrameRange
+from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .progressive_ar import ProgressiveARSampler
+from .prompts import PromptFrameRange
 
 # A literal mapping so that ComfyUI-Manager's and the Registry's source scanners list the node IDs.
 # It lives here, not in the package root: a root that defines NODE_CLASS_MAPPINGS is loaded through
@@ -11,6 +13,7 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoLatentPartition": LatentPartition,
     "LongVideoLookahead": Lookahead,
     "LongVideoPromptFrameRange": PromptFrameRange,
+    "LongVideoProgressiveARSampler": ProgressiveARSampler,
 }
 
 

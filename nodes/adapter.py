@@ -67,6 +67,31 @@ def model_family(model: model_base.BaseModel) -> Family:
     )
 
 
+def video_layout(samples: torch.Tensor, family: Family) -> torch.Tensor:
+    """A LATENT's samples as a video ``[B, C, F, H, W]``; image models keep frames as batch rows."""
+    video = samples.movedim(0, 1).unsqueeze(0) if family.mechanism == FRAMES_AS_BATCH else samples
+    if video.ndim != 5:
+        raise ValueError(f"The latent must be a video latent [batch, channels, frames, height, width]; got shape {tuple(samples.shape)}.")
+    return video
+
+
+def host_layout(video: torch.Tensor, family: Family) -> torch.Tensor:
+    """The inverse of ``video_layout``: what goes back into a LATENT."""
+    return video.squeeze(0).movedim(0, 1) if family.mechanism == FRAMES_AS_BATCH else video
+
+
+def to_model_space(model: model_base.BaseModel, video: torch.Tensor) -> torch.Tensor:
+    """``process_latent_in`` on a video ``[B, C, F, H, W]``, in the model's own layout."""
+    family = model_family(model)
+    return video_layout(model.process_latent_in(host_layout(video, family)), family)
+
+
+def to_host_space(model: model_base.BaseModel, video: torch.Tensor) -> torch.Tensor:
+    """``process_latent_out`` on a video ``[B, C, F, H, W]``, in the model's own layout."""
+    family = model_family(model)
+    return video_layout(model.process_latent_out(host_layout(video, family)), family)
+
+
 def noise_space(model: model_base.BaseModel) -> NoiseSpace:
     if isinstance(model.model_sampling, comfy.model_sampling.CONST):
         return NoiseSpace.RECTIFIED_FLOW

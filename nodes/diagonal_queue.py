@@ -5,18 +5,13 @@ from dataclasses import dataclass, replace
 
 import comfy.model_management
 import comfy.sample
-import comfy.utils
-import latent_preview
 import torch
 from comfy_api.latest import io
 
 from ..samplers.diagonal_queue import QueueLayout, generate
 from ..samplers.frame_levels import FRAME_DIM, fresh_noise, sample_clip
-from ..samplers.prompt_schedule import schedule_prompts
-from .adapter import FRAMES_AS_BATCH, model_family, noise_space, prompt_guider, run_with_framewise_denoiser
-
-CATEGORY = "video/long"
-FRAME_RANGE_KEY = "longvideo_frame_range"
+from .adapter import FRAMES_AS_BATCH, host_layout, model_family, noise_space, run_with_framewise_denoiser, to_host_space, to_model_space, video_layout
+from .prompts import CATEGORY, FrameProgress, guidance_inputs, guider_and_schedule
 BATCHING_CHOICES = ("auto", "batched", "one by one")
 START_FROM_CLIP = "sample a first clip"
 START_FROM_LATENT = "continue the input latent"
@@ -78,35 +73,6 @@ class Lookahead(io.ComfyNode):
         return io.NodeOutput(replace(_settings(options), lookahead=enabled))
 
 
-class PromptFrameRange(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="LongVideoPromptFrameRange",
-            display_name="Prompt Frame Range",
-            category=CATEGORY,
-            description="Limits a prompt to a range of output latent frames. Combine several with Conditioning (Combine) "
-            "for a prompt schedule; in the queue, each new prompt enters with the noise and travels to the head.",
-            inputs=[
-                io.Conditioning.Input("conditioning", tooltip="The prompt to schedule."),
-                io.Int.Input("start_frame", default=0, min=0, max=1_000_000, tooltip="First output latent frame made under this prompt."),
-                io.Int.Input("end_frame", default=-1, min=-1, max=1_000_000, tooltip="One past the last latent frame under this prompt; -1 = to the end of the video."),
-            ],
-            outputs=[io.Conditioning.Output(tooltip="The same conditioning, tagged with its frame range.")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, start_frame, end_frame):
-        if end_frame != -1 and end_frame <= start_frame:
-            return f"end_frame ({end_frame}) must be after start_frame ({start_frame}), or -1 for the end of the video."
-        return True
-
-    @classmethod
-    def execute(cls, conditioning, start_frame, end_frame) -> io.NodeOutput:
-        frame_range = (start_frame, None if end_frame == -1 else end_frame)
-        return io.NodeOutput([[tensor, {**extra, FRAME_RANGE_KEY: frame_range}] for tensor, extra in conditioning])
-
-
 class DiagonalQueueSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -117,11 +83,7 @@ class DiagonalQueueSampler(io.ComfyNode):
             description="FIFO-Diffusion: a queue of latent frames at rising noise levels; every iteration denoises each "
             "frame one level, emits the clean head frame and enqueues fresh noise. Any length with constant memory.",
             inputs=[
-                io.Model.Input("model", optional=True, tooltip="The video model (Wan 2.1/2.2, LTX-Video, Cosmos Predict2, or an image model with a motion module). Leave empty when a guider is connected."),
-                io.Conditioning.Input("positive", optional=True, tooltip="Prompt. Several prompts with Prompt Frame Range make a prompt schedule."),
-                io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt for classifier-free guidance."),
-                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale (used with model + conditioning, ignored with a guider)."),
-                io.Guider.Input("guider", optional=True, tooltip="Instead of model/positive/negative/cfg: any guider (CFGGuider, DualCFGGuider, ...). Single prompt only."),
+                *guidance_inputs("in the queue, each new prompt enters with the noise and travels to the head."),
                 io.Sigmas.Input("sigmas", tooltip="The noise levels from any scheduler. It needs window x partitions steps (that many + 1 values): one queue slot per level."),
                 io.Latent.Input("latent", tooltip="Sets size and batch (an empty video latent), or the clip to continue."),
                 io.Combo.Input("start", options=[START_FROM_CLIP, START_FROM_LATENT], default=START_FROM_CLIP, tooltip="sample a first clip: sample `window` frames normally and re-noise them into the queue (the official start). continue the input latent: re-noise the input latent's last frames into the queue instead."),
@@ -139,14 +101,11 @@ class DiagonalQueueSampler(io.ComfyNode):
         settings = _settings(options)
         layout = QueueLayout(window, settings.partitions, settings.lookahead)
         layout.check_sigmas(sigmas)
-        guider, prompt_of_frame = _guider_and_schedule(model, positive, negative, cfg, guider, length)
+        guider, prompt_of_frame = guider_and_schedule(model, positive, negative, cfg, guider, length)
         patcher = guider.model_patcher
         family = model_family(patcher.model)
         frames_as_batch = family.mechanism == FRAMES_AS_BATCH
-        samples = comfy.sample.fix_empty_latent_channels(patcher, latent["samples"])
-        video = samples.movedim(0, 1).unsqueeze(0) if frames_as_batch else samples
-        if video.ndim != 5:
-            raise ValueError(f"The latent must be a video latent [batch, channels, frames, height, width]; got shape {tuple(samples.shape)}.")
+        video = video_layout(comfy.sample.fix_empty_latent_channels(patcher, latent["samples"]), family)
         if start == START_FROM_LATENT and torch.count_nonzero(video) == 0:
             raise ValueError("`start` is set to continue the input latent, but the latent is empty. Encode a clip, or choose 'sample a first clip'.")
 
@@ -155,28 +114,20 @@ class DiagonalQueueSampler(io.ComfyNode):
         rows = windows_per_call * batch
         call_shape = (rows * window, channels, height, width) if frames_as_batch else (rows, channels, window, height, width)
         output = torch.zeros(batch, channels, length, height, width)
-        sampler = _QueueRun(patcher, layout, video, start, length, eta, seed, prompt_of_frame, windows_per_call > 1, frames_as_batch, output)
+        sampler = _QueueRun(patcher, layout, video, start, length, eta, seed, prompt_of_frame, windows_per_call > 1, output)
         run_with_framewise_denoiser(guider, call_shape, sigmas, seed, sampler.run, comfy.model_management.throw_exception_if_processing_interrupted)
-        result = output.squeeze(0).movedim(0, 1) if frames_as_batch else output
         out = {key: value for key, value in latent.items() if key not in ("noise_mask", "batch_index")}
-        out["samples"] = result
+        out["samples"] = host_layout(output, family)
         return io.NodeOutput(out)
 
 
 class _QueueRun:
     """The sampling body, run while ComfyUI holds the model: warm start, queue, streamed output."""
 
-    def __init__(self, patcher, layout, video, start, length, eta, seed, prompt_of_frame, batch_windows, frames_as_batch, output):
+    def __init__(self, patcher, layout, video, start, length, eta, seed, prompt_of_frame, batch_windows, output):
         self.patcher, self.layout, self.video, self.start = patcher, layout, video, start
         self.length, self.eta, self.seed = length, eta, seed
         self.prompt_of_frame, self.batch_windows, self.output = prompt_of_frame, batch_windows, output
-        self.frames_as_batch = frames_as_batch
-
-    def _latent_format_call(self, convert, video):
-        # the latent format works on the model's own layout: frames as batch rows for image models
-        if self.frames_as_batch:
-            return convert(video[0].movedim(1, 0)).movedim(0, 1)[None]
-        return convert(video)
 
     def run(self, denoise, sigmas) -> None:
         model = self.patcher.model
@@ -185,42 +136,21 @@ class _QueueRun:
         generator = torch.Generator().manual_seed(self.seed)
         from_clip = self.start == START_FROM_CLIP
         warmup = self.layout.warmup_frames(self.layout.window if from_clip else self.video.shape[FRAME_DIM])
-        progress = comfy.utils.ProgressBar((self.layout.levels if from_clip else 0) + warmup + self.length)
-        previewer = latent_preview.get_previewer(device, model.latent_format)
+        progress = FrameProgress((self.layout.levels if from_clip else 0) + warmup + self.length, self.patcher)
 
         if from_clip:
             shape = (*self.video.shape[:2], self.layout.window, *self.video.shape[3:])
             noise = fresh_noise(shape, generator, torch.zeros(1, device=device))
-            clip = sample_clip(denoise, noise, sigmas, space, self.eta, generator, self.prompt_of_frame(0), on_step=lambda i, x0: progress.update(1))
+            clip = sample_clip(denoise, noise, sigmas, space, self.eta, generator, self.prompt_of_frame(0), on_step=lambda i, x0: progress.advance())
         else:
-            clip = self._latent_format_call(model.process_latent_in, self.video.to(device))
+            clip = to_model_space(model, self.video.to(device))
 
         frames = generate(denoise, clip, sigmas, self.layout, self.length, space, self.eta, generator, self.batch_windows, self.prompt_of_frame)
         for index, frame in frames:
-            preview = None
+            progress.advance()
             if index >= 0:
-                self.output[:, :, index] = self._latent_format_call(model.process_latent_out, frame[:, :, None])[:, :, 0].to(self.output)
-                if previewer is not None:
-                    preview = previewer.decode_latent_to_preview_image("JPEG", frame[:1, :, None])
-            progress.update_absolute(progress.current + 1, preview=preview)
-
-
-def _guider_and_schedule(model, positive, negative, cfg, guider, length):
-    if guider is not None:
-        if model is not None or positive is not None:
-            raise ValueError("Connect either a guider or model + positive (+ negative), not both.")
-        return guider, lambda frame: 0
-    if model is None or positive is None or negative is None:
-        raise ValueError("Connect a model with positive and negative prompts, or a guider.")
-    ranges = [extra.get(FRAME_RANGE_KEY) for _, extra in positive]
-    entries_of_prompt, prompt_of_frame = schedule_prompts(ranges, length)
-    positives = [[_without_range(positive[i]) for i in entries] for entries in entries_of_prompt]
-    return prompt_guider(model, positives, negative, cfg), prompt_of_frame.__getitem__
-
-
-def _without_range(entry):
-    tensor, extra = entry
-    return [tensor, {k: v for k, v in extra.items() if k != FRAME_RANGE_KEY}]
+                self.output[:, :, index] = to_host_space(model, frame[:, :, None])[:, :, 0].to(self.output)
+                progress.show(frame)
 
 
 def _batch_windows(settings, patcher, layout, video, frames_as_batch) -> bool:
