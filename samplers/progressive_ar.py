@@ -1,0 +1,153 @@
+"""Progressive autoregressive sampling (PA-VDM, Xie et al.; specs §2).
+
+The window holds up to ``window_chunks`` noisy chunks of ``chunk`` latent frames at progressively
+rising noise levels, behind one clean context chunk. All frames of a chunk share a level. Every
+model call moves each chunk one level down the ComfyUI schedule ``sigma_0 > ... > sigma_T = 0``;
+every ``steps_per_shift = T / window_chunks`` calls the oldest chunk reaches 0, is emitted and
+becomes the new context, and a fresh noise chunk enters at ``sigma_0``.
+
+Bookkeeping is one rule: chunk ``j`` enters before call ``j * steps_per_shift`` and takes the next
+``T`` calls. It covers the initialisation stage (the window grows one chunk per shift), the regular
+stage and the termination stage (no more noise enters, the window shrinks) of the official
+``variable_length`` loop, and gives its step count ``steps_per_shift * (chunks + window_chunks - 1)``.
+With the official setting ``T = chunk * window_chunks`` this reproduces the level table of the
+reference, ``tau(j, s) = 1000 * (c (j + 1) - s) / F`` (the ComfyUI schedule replaces its
+timestep transform).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, fresh_noise, step
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    chunk: int  # latent frames per chunk: they share one level and leave the window together
+    window_chunks: int  # noisy chunks in a full window (the clean context chunk comes on top)
+
+    def __post_init__(self):
+        if self.chunk < 1:
+            raise ValueError(f"A chunk must hold at least 1 latent frame, got {self.chunk}.")
+        if self.window_chunks < 1:
+            raise ValueError(f"The window must hold at least 1 noisy chunk, got {self.window_chunks}.")
+
+    @property
+    def noisy_frames(self) -> int:
+        return self.chunk * self.window_chunks
+
+    @property
+    def window_frames(self) -> int:
+        """Latent frames the model sees in a full window: the context chunk and the noisy chunks."""
+        return self.chunk + self.noisy_frames
+
+    def steps_per_shift(self, sigmas: torch.Tensor) -> int:
+        self.check_sigmas(sigmas)
+        return (len(sigmas) - 1) // self.window_chunks
+
+    def check_sigmas(self, sigmas: torch.Tensor) -> None:
+        steps = len(sigmas) - 1 if sigmas.ndim == 1 else -1
+        if steps < 1 or steps % self.window_chunks:
+            given = f"{steps} steps" if steps >= 0 else f"shape {tuple(sigmas.shape)}"
+            raise ValueError(
+                f"SIGMAS has {given}, but the window holds {self.window_chunks} noisy chunks, so the steps must be a "
+                f"multiple of {self.window_chunks}: every steps / window chunks model calls the oldest chunk is finished "
+                f"and a new one enters. PA-VDM uses one step per noisy latent frame: chunk x window chunks = "
+                f"{self.chunk} x {self.window_chunks} = {self.noisy_frames} steps."
+            )
+        if bool((sigmas[1:] > sigmas[:-1]).any()):
+            raise ValueError("SIGMAS must not increase: the window needs a denoising schedule from noisy to clean.")
+        if float(sigmas[-2]) <= 0.0:
+            raise ValueError("SIGMAS may end at 0 only once: every level except the last must be above 0.")
+
+
+def chunk_count(num_frames: int, chunk: int) -> int:
+    return -(-num_frames // chunk)
+
+
+def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[list[tuple[int, int]]]:
+    """For every model call, the chunks in the window (oldest first) with the steps each has left.
+
+    A chunk with ``r`` steps left is at ``sigmas[steps - r]`` and moves to ``sigmas[steps - r + 1]``;
+    it is finished after the call in which ``r == 1``.
+    """
+    shift = steps // window_chunks
+    for call in range(shift * (num_chunks + window_chunks - 1)):
+        entered = min(num_chunks, call // shift + 1)
+        yield [(j, steps - (call - j * shift)) for j in range(entered) if call - j * shift < steps]
+
+
+def generate(
+    denoise: Denoiser,
+    shape: tuple[int, int, int, int],
+    sigmas: torch.Tensor,
+    layout: ChunkLayout,
+    num_frames: int,
+    space: NoiseSpace,
+    context: Optional[torch.Tensor] = None,
+    eta: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    prompt_of_frame: Callable[[int], int] = lambda frame: 0,
+    device: Optional[torch.device] = None,
+    on_step: Optional[Callable[[int], None]] = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(first frame index, chunk latent [B, C, c, H, W])`` as each chunk is finished.
+
+    ``shape`` is ``(batch, channels, height, width)``. ``context`` is an optional clean clip to
+    extend: its last ``chunk`` frames are the first context chunk. Without it the first chunk is
+    made from noise alone. Exactly ``num_frames`` new frames come out; a last partial chunk is
+    sampled at its own size rather than trimmed. Frames under different prompts in one window
+    each get their own prompt's prediction (one model call per prompt present in the window).
+    """
+    if num_frames < 1:
+        raise ValueError(f"The number of frames must be at least 1, got {num_frames}.")
+    steps = len(sigmas) - 1
+    layout.check_sigmas(sigmas)
+    batch, channels, height, width = shape
+    like = torch.zeros((), device=device)
+    context = None if context is None else context[:, :, -layout.chunk :]
+    chunks: dict[int, torch.Tensor] = {}
+    for call, in_window in enumerate(chunk_schedule(chunk_count(num_frames, layout.chunk), layout.window_chunks, steps)):
+        for j, left in in_window:
+            if left == steps:
+                frames = min(layout.chunk, num_frames - j * layout.chunk)
+                chunks[j] = fresh_noise((batch, channels, frames, height, width), generator, like) * sigmas[0]
+        sizes = [chunks[j].shape[FRAME_DIM] for j, _ in in_window]
+        context_frames = 0 if context is None else context.shape[FRAME_DIM]
+        x = torch.cat(([] if context is None else [context]) + [chunks[j] for j, _ in in_window], dim=FRAME_DIM)
+        now, nxt = (_frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
+        first_frame = in_window[0][0] * layout.chunk
+        prompts = [prompt_of_frame(first_frame + k) for k in range(x.shape[FRAME_DIM] - context_frames)]
+        denoised = _denoise_per_prompt(denoise, x, now.expand(batch, -1), prompts, context_frames)
+        noise = fresh_noise(x.shape, generator, x) if eta > 0 else None
+        x = step(x, denoised, now, nxt, space, eta, noise)
+        stepped = x[:, :, context_frames:].split(sizes, dim=FRAME_DIM)
+        chunks.update((j, frames) for (j, _), frames in zip(in_window, stepped))
+        if on_step is not None:
+            on_step(call)
+        head, left = in_window[0]
+        if left == 1:
+            context = chunks.pop(head)
+            yield head * layout.chunk, context
+
+
+def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
+    """Each window frame's level, the clean context first: ``ahead = 0`` before the call, ``1`` after it."""
+    chunk_levels = [sigmas[steps - left + ahead].expand(size) for (_, left), size in zip(in_window, sizes)]
+    return torch.cat([sigmas.new_zeros(context_frames), *chunk_levels])
+
+
+def _denoise_per_prompt(denoise, x, levels, prompts, context_frames):
+    """One model call per prompt in the window; every noisy frame keeps its own prompt's x0."""
+    denoised = None
+    for prompt in dict.fromkeys(prompts):
+        prediction = denoise(x, levels, prompt)
+        if denoised is None:
+            denoised = prediction
+            continue
+        mine = [context_frames + k for k, p in enumerate(prompts) if p == prompt]
+        denoised[:, :, mine] = prediction[:, :, mine]
+    return denoised
