@@ -63,7 +63,7 @@ def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, t
 
 def test_pack_nodes_are_listed_and_imported_cleanly(comfy_server):
     info = comfy_server.object_info()
-    for node in ("LongVideoDiagonalQueueSampler", "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoPromptFrameRange"):
+    for node in ("LongVideoDiagonalQueueSampler", "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoPromptFrameRange", "LongVideoProgressiveARSampler"):
         assert node in info, node
         assert info[node]["category"] == "video/long"
         for name, spec in {**info[node]["input"]["required"], **info[node]["input"].get("optional", {})}.items():

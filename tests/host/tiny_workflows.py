@@ -9,6 +9,8 @@ TINY_FILE_ROLE = {
     "wan2.1_t2v_1.3B_fp16.safetensors": "wan21",
     "wan_2.1_vae.safetensors": "wan21_vae",
     "ltx-video-2b-v0.9.5.safetensors": "ltxv_ckpt",
+    "wan2.2_ti2v_5B_fp16.safetensors": "wan22_5b",
+    "wan2.2_vae.safetensors": "taew22",
 }
 FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name")
 TEST_SIZES = {"width": 64, "height": 64}
@@ -18,9 +20,14 @@ def load_api_workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
 
 
-def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, wan22_5b=False) -> dict:
-    """The workflow with tiny model files, fake text conditioning and test sizes."""
+def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, chunk_size=2, window_chunks=2, wan22_5b=False, wan21=False) -> dict:
+    """The workflow with tiny model files, fake text conditioning and test sizes.
+
+    The scheduler gets the steps the sampler needs: window x partitions for the Diagonal Queue
+    Sampler, chunk_size x window_chunks for the Progressive AR Sampler.
+    """
     prompt = copy.deepcopy(load_api_workflow(name))
+    progressive = any(node["class_type"] == "LongVideoProgressiveARSampler" for node in prompt.values())
     for node_id, node in list(prompt.items()):
         inputs = node["inputs"]
         for key in FILE_INPUTS:
@@ -31,20 +38,25 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
             del prompt[node_id]
         elif kind == "CLIPTextEncode":
             node.update(class_type="LongVideoTestConditioning", inputs={"width": 4096, "tokens": 8, "seed": int(node_id), "scale": 1.0})
-        elif kind.startswith("Empty"):
+        elif kind.startswith("Empty") or kind == "Wan22ImageToVideoLatent":
             inputs.update(TEST_SIZES)
         elif kind in ("BasicScheduler", "LTXVScheduler"):
-            inputs["steps"] = window * partitions
+            inputs["steps"] = chunk_size * window_chunks if progressive else window * partitions
         elif kind == "LongVideoLatentPartition":
             inputs["partitions"] = partitions
         elif kind == "LongVideoDiagonalQueueSampler":
             inputs.update(length=length, window=window)
-    if wan22_5b:
+        elif kind == "LongVideoProgressiveARSampler":
+            inputs.update(length=length, chunk_size=chunk_size, window_chunks=window_chunks)
+    if wan22_5b or wan21:
         for node in prompt.values():
             if node["class_type"] == "UNETLoader":
-                node["inputs"]["unet_name"] = names["wan22_5b"]
+                node["inputs"]["unet_name"] = names["wan22_5b" if wan22_5b else "wan21"]
             if node["class_type"] == "VAELoader":
-                node["inputs"]["vae_name"] = names["taew22"]
+                node["inputs"]["vae_name"] = names["taew22" if wan22_5b else "wan21_vae"]
+            if wan21 and node["class_type"] == "Wan22ImageToVideoLatent":
+                # Wan 2.1 has its own latent (16 channels, 8x smaller); the 5B one does not fit it
+                node.update(class_type="EmptyHunyuanLatentVideo", inputs={**TEST_SIZES, "length": 5, "batch_size": 1})
     return prompt
 
 

@@ -1,0 +1,145 @@
+"""The Progressive AR Sampler inside real ComfyUI, from the shipped API workflows on tiny models."""
+import time
+
+import pytest
+import torch
+
+from test_diagonal_queue_sampler import saved_video_frames
+from tiny_workflows import node_of_type, tiny_workflow
+
+SAMPLER = "LongVideoProgressiveARSampler"
+CONTEXT_VIDEO = "clip_to_extend.mp4"  # the file name the shipped extension workflow loads
+# family -> (workflow, variant, VAE output that encodes the context, pixel frames from n latent frames)
+CASES = {
+    "ltxv": ("pavdm_ltxv", {}, ["1", 2], lambda n: 8 * (n - 1) + 1),
+    "wan21": ("pavdm_wan22_5b_extend", {"wan21": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
+    "wan22_5b": ("pavdm_wan22_5b_extend", {"wan22_5b": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
+}
+
+
+def write_context_video(input_dir, frames=9, size=64):
+    import av  # ComfyUI's own dependency, present wherever the host tier runs
+
+    path = input_dir / CONTEXT_VIDEO
+    if path.exists():
+        return
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for index in range(frames):
+            ramp = torch.linspace(0, 255, size).round().to(torch.uint8)
+            image = torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), 20 * index, dtype=torch.uint8)], -1)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image.numpy(), format="rgb24")))
+        container.mux(stream.encode())
+
+
+def sampler_prompt(names, family, start, **changes):
+    """A shipped PA-VDM workflow on a tiny model: from noise, or extending the context video."""
+    workflow, variant, vae, _ = CASES[family]
+    prompt = tiny_workflow(workflow, names, **{"length": 7, **changes, **variant})
+    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
+    drop_context_nodes(prompt)
+    sampler.pop("context", None)
+    if start == "extend":
+        prompt["90"] = {"class_type": "LoadVideo", "inputs": {"file": CONTEXT_VIDEO}}
+        prompt["91"] = {"class_type": "GetVideoComponents", "inputs": {"video": ["90", 0]}}
+        prompt["92"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["91", 0], "vae": vae}}
+        sampler["context"] = ["92", 0]
+    return context_without_wan22_encoder(prompt) if family == "wan22_5b" else prompt
+
+
+def context_without_wan22_encoder(prompt):
+    """Wan 2.2-5B: the context comes from a first sampler run instead of VAEEncode.
+
+    ComfyUI builds the Wan 2.2 VAE at its full size whatever the file holds, and the tiny TAEHV
+    stand-in only decodes, so the test extends a previous run, as users chain extensions.
+    """
+    encoder = next((i for i, n in prompt.items() if n["class_type"] == "VAEEncode"), None)
+    if encoder is None:
+        return prompt
+    drop_context_nodes(prompt)
+    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
+    first_run = {key: value for key, value in sampler.items() if key != "context"}
+    prompt[encoder] = {"class_type": SAMPLER, "inputs": {**first_run, "length": 3, "seed": 7}}
+    return prompt
+
+
+def drop_context_nodes(prompt):
+    for node_id in [i for i, n in prompt.items() if n["class_type"] in ("LoadVideo", "GetVideoComponents", "VAEEncode")]:
+        del prompt[node_id]
+
+
+def run_sampler(host, prompt):
+    write_context_video(host.base_dir / "input")
+    host.clear_cache()
+    host.run_prompt(prompt)
+    return host.node_output(node_of_type(prompt, SAMPLER))["samples"]
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_from_noise_and_extending_a_clip_give_exactly_the_requested_frames(comfy_inprocess, tiny_model_names, family):
+    from_noise = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, family, "noise"))
+    extended = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, family, "extend"))
+    for latent in (from_noise, extended):
+        assert latent.shape[2] == 7
+        assert latent.isfinite().all()
+    # same seed, so the clean context chunk is the only difference
+    # random tiny models mix frames weakly: 1e-3 to 1e-2 here, against round-off of about 1e-6
+    assert (extended - from_noise).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_names, family):
+    write_context_video(comfy_server.base_dir / "input")
+    workflow, variant, _, pixel_frames = CASES[family]
+    prompt = tiny_workflow(workflow, tiny_model_names, length=9, chunk_size=2, window_chunks=3, **variant)
+    if family == "wan22_5b":
+        prompt = context_without_wan22_encoder(prompt)
+    entry = comfy_server.run_prompt(prompt)
+    frames, path = saved_video_frames(comfy_server.output_dir, entry)
+    assert frames == pixel_frames(9), path
+
+
+def test_a_guider_and_a_prompt_schedule(comfy_inprocess, tiny_model_names):
+    plain = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, "wan22_5b", "noise"))
+    prompt = sampler_prompt(tiny_model_names, "wan22_5b", "noise")
+    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
+    prompt["93"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
+    prompt["94"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": 4}}
+    prompt["95"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["93", 0], "start_frame": 4, "end_frame": -1}}
+    prompt["96"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["94", 0], "conditioning_2": ["95", 0]}}
+    sampler["positive"] = ["96", 0]
+    scheduled = run_sampler(comfy_inprocess, prompt)
+    # frames before the switch see the second prompt only through the window, the last ones are made under it
+    assert (scheduled[:, :, -1] - plain[:, :, -1]).abs().max() > 1e-3
+
+    prompt = sampler_prompt(tiny_model_names, "wan22_5b", "noise")
+    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
+    prompt["97"] = {"class_type": "CFGGuider", "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": sampler["cfg"]}}
+    sampler["guider"] = ["97", 0]
+    torch.testing.assert_close(run_sampler(comfy_inprocess, prompt), plain)
+
+
+def test_clear_errors_for_steps_and_context(comfy_inprocess, tiny_model_names):
+    prompt = sampler_prompt(tiny_model_names, "wan21", "noise", window_chunks=3)
+    prompt[node_of_type(prompt, "BasicScheduler")]["inputs"]["steps"] = 7
+    with pytest.raises(AssertionError, match=r"7 steps, but the window holds 3 noisy chunks.*multiple of 3"):
+        run_sampler(comfy_inprocess, prompt)
+
+    prompt = sampler_prompt(tiny_model_names, "wan21", "extend")
+    prompt[node_of_type(prompt, "EmptyHunyuanLatentVideo")]["inputs"].update(width=96, height=96)
+    with pytest.raises(AssertionError, match=r"context latent has 16 channels at 8x8 .* latent has 16 channels at 12x12"):
+        run_sampler(comfy_inprocess, prompt)
+
+
+def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, tiny_model_names):
+    long_run = sampler_prompt(tiny_model_names, "wan22_5b", "noise", length=5000)
+    prompt_id = comfy_server.queue(long_run)
+    time.sleep(3.0)
+    started = time.monotonic()
+    comfy_server.interrupt()
+    entry = comfy_server.wait(prompt_id, timeout=60)
+    assert any(event == "execution_interrupted" for event, _ in entry["status"]["messages"])
+    assert time.monotonic() - started < 10
+    assert comfy_server.run_prompt(sampler_prompt(tiny_model_names, "wan22_5b", "noise", length=3))["status"]["status_str"] == "success"
