@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, add_noise, fresh_noise, step
+from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, add_noise, check_schedule, fresh_noise, step
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,7 @@ class QueueLayout:
                 f"levels, so SIGMAS must have {self.levels + 1} values ({self.levels} steps), but it has {given}. "
                 f"Set the scheduler's steps to {self.levels}, or change the window or partitions."
             )
-        if bool((sigmas[1:] > sigmas[:-1]).any()):
-            raise ValueError("SIGMAS must not increase: the queue needs a denoising schedule from noisy to clean.")
-        if float(sigmas[-2]) <= 0.0:
-            raise ValueError("SIGMAS may end at 0 only once: every queue level except the last must be above 0.")
+        check_schedule(sigmas, "queue")
 
 
 def initial_queue(

@@ -30,6 +30,14 @@ def per_frame(levels: torch.Tensor, ndim: int = 5) -> torch.Tensor:
     return levels.view(levels.shape[0], 1, levels.shape[1], *([1] * (ndim - 3)))
 
 
+def check_schedule(sigmas: torch.Tensor, holder: str) -> None:
+    """A denoising schedule every level of which but the last holds a noisy frame."""
+    if bool((sigmas[1:] > sigmas[:-1]).any()):
+        raise ValueError(f"SIGMAS must not increase: the {holder} needs a denoising schedule from noisy to clean.")
+    if float(sigmas[-2]) <= 0.0:
+        raise ValueError(f"SIGMAS may end at 0 only once: every {holder} level except the last must be above 0.")
+
+
 def add_noise(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, space: NoiseSpace) -> torch.Tensor:
     """Noise every frame of ``clean`` to its own level."""
     s = per_frame(sigmas, clean.ndim).to(clean)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, fresh_noise, step
+from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, check_schedule, fresh_noise, step
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,7 @@ class ChunkLayout:
                 f"and a new one enters. PA-VDM uses one step per noisy latent frame: chunk x window chunks = "
                 f"{self.chunk} x {self.window_chunks} = {self.noisy_frames} steps."
             )
-        if bool((sigmas[1:] > sigmas[:-1]).any()):
-            raise ValueError("SIGMAS must not increase: the window needs a denoising schedule from noisy to clean.")
-        if float(sigmas[-2]) <= 0.0:
-            raise ValueError("SIGMAS may end at 0 only once: every level except the last must be above 0.")
+        check_schedule(sigmas, "window")
 
 
 def chunk_count(num_frames: int, chunk: int) -> int:

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tiny_workflows import node_of_type, tiny_workflow
+from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 # (workflow, variant) -> frames the tiny VAE makes from `length` latent frames
 CASES = {
@@ -110,12 +110,7 @@ def test_a_guider_can_replace_model_and_prompts(comfy_inprocess, tiny_model_name
 def test_a_prompt_schedule_runs_and_the_prompts_matter(comfy_inprocess, tiny_model_names):
     plain = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, eta=0.0))
     prompt = sampler_prompt(tiny_model_names, eta=0.0)
-    sampler = prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"]
-    prompt["91"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
-    prompt["92"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": 3}}
-    prompt["93"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["91", 0], "start_frame": 3, "end_frame": -1}}
-    prompt["94"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["92", 0], "conditioning_2": ["93", 0]}}
-    sampler["positive"] = ["94", 0]
+    add_prompt_schedule(prompt, node_of_type(prompt, "LongVideoDiagonalQueueSampler"), switch_frame=3)
     scheduled = run_sampler(comfy_inprocess, prompt)
     assert scheduled.shape == plain.shape
     # frames made under the second prompt differ from the single-prompt run

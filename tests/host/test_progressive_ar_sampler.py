@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from test_diagonal_queue_sampler import saved_video_frames
-from tiny_workflows import node_of_type, tiny_workflow
+from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 SAMPLER = "LongVideoProgressiveARSampler"
 CONTEXT_VIDEO = "clip_to_extend.mp4"  # the file name the shipped extension workflow loads
@@ -104,12 +104,7 @@ def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_n
 def test_a_guider_and_a_prompt_schedule(comfy_inprocess, tiny_model_names):
     plain = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, "wan22_5b", "noise"))
     prompt = sampler_prompt(tiny_model_names, "wan22_5b", "noise")
-    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
-    prompt["93"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
-    prompt["94"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": 4}}
-    prompt["95"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["93", 0], "start_frame": 4, "end_frame": -1}}
-    prompt["96"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["94", 0], "conditioning_2": ["95", 0]}}
-    sampler["positive"] = ["96", 0]
+    add_prompt_schedule(prompt, node_of_type(prompt, SAMPLER), switch_frame=4)
     scheduled = run_sampler(comfy_inprocess, prompt)
     # frames before the switch see the second prompt only through the window, the last ones are made under it
     assert (scheduled[:, :, -1] - plain[:, :, -1]).abs().max() > 1e-3

@@ -62,3 +62,13 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
 
 def node_of_type(prompt: dict, class_type: str) -> str:
     return next(node_id for node_id, node in prompt.items() if node["class_type"] == class_type)
+
+
+def add_prompt_schedule(prompt: dict, sampler_id: str, switch_frame: int) -> None:
+    """Give the sampler a second prompt from ``switch_frame`` on, through Prompt Frame Range nodes."""
+    sampler = prompt[sampler_id]["inputs"]
+    prompt["81"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
+    prompt["82"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": switch_frame}}
+    prompt["83"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["81", 0], "start_frame": switch_frame, "end_frame": -1}}
+    prompt["84"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["82", 0], "conditioning_2": ["83", 0]}}
+    sampler["positive"] = ["84", 0]
