@@ -12,6 +12,7 @@ from ..samplers.diagonal_queue import QueueLayout, generate
 from ..samplers.frame_levels import FRAME_DIM, fresh_noise, sample_clip
 from .adapter import FRAMES_AS_BATCH, host_layout, model_family, noise_space, run_with_framewise_denoiser, to_host_space, to_model_space, video_layout
 from .prompts import CATEGORY, FrameProgress, guidance_inputs, guider_and_schedule
+
 BATCHING_CHOICES = ("auto", "batched", "one by one")
 START_FROM_CLIP = "sample a first clip"
 START_FROM_LATENT = "continue the input latent"
@@ -147,10 +148,9 @@ class _QueueRun:
 
         frames = generate(denoise, clip, sigmas, self.layout, self.length, space, self.eta, generator, self.batch_windows, self.prompt_of_frame)
         for index, frame in frames:
-            progress.advance()
             if index >= 0:
                 self.output[:, :, index] = to_host_space(model, frame[:, :, None])[:, :, 0].to(self.output)
-                progress.show(frame)
+            progress.advance(frame if index >= 0 else None)
 
 
 def _batch_windows(settings, patcher, layout, video, frames_as_batch) -> bool:

@@ -78,12 +78,15 @@ class FrameProgress:
         self.bar = comfy.utils.ProgressBar(total)
         self.previewer = latent_preview.get_previewer(patcher.load_device, patcher.model.latent_format)
 
-    def advance(self, steps: int = 1) -> None:
-        self.bar.update(steps)
+    def advance(self, frame=None) -> None:
+        """One step further, showing ``frame`` (a model-space latent ``[B, C, H, W]``) if given."""
+        self.bar.update_absolute(self.bar.current + 1, preview=self._preview(frame))
 
     def show(self, frame) -> None:
-        """``frame``: a model-space latent ``[B, C, H, W]``; shown without moving the bar."""
-        if self.previewer is None:
-            return
-        preview = self.previewer.decode_latent_to_preview_image("JPEG", frame[:1, :, None])
-        self.bar.update_absolute(self.bar.current, preview=preview)
+        """Show ``frame`` without moving the bar."""
+        self.bar.update_absolute(self.bar.current, preview=self._preview(frame))
+
+    def _preview(self, frame):
+        if frame is None or self.previewer is None:
+            return None
+        return self.previewer.decode_latent_to_preview_image("JPEG", frame[:1, :, None])

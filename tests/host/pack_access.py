@@ -38,3 +38,16 @@ def load_family(host, names: dict, family: str):
 
 def random_latent(shape, seed=0):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def record_progress(monkeypatch) -> list:
+    """Collect every (value, total, preview) the progress bars send, with Latent2RGB previews on."""
+    import comfy.utils
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod
+
+    updates = []
+    # each prompt resets the method to ComfyUI's default, which is what --preview-method sets
+    monkeypatch.setattr(latent_preview, "default_preview_method", LatentPreviewMethod.Latent2RGB)
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
+    return updates

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from pack_access import record_progress
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 # (workflow, variant) -> frames the tiny VAE makes from `length` latent frames
@@ -129,3 +130,12 @@ def test_an_unsupported_model_fails_before_sampling_with_the_family_named(comfy_
     prompt[node_of_type(prompt, "UNETLoader")]["inputs"]["unet_name"] = tiny_model_names["unsupported_video"]
     with pytest.raises(AssertionError, match="HunyuanVideo.*noise level per frame"):
         run_sampler(comfy_inprocess, prompt)
+
+
+def test_progress_counts_the_first_clip_warm_up_and_frames_and_previews_each_kept_frame(comfy_inprocess, tiny_model_names, monkeypatch):
+    updates = record_progress(monkeypatch)
+    run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names))
+    # window 4 x 2 partitions: 8 steps for the first clip, 8 - 4 warm-up frames, then the 6 kept frames
+    mine = [(value, preview) for value, total, preview in updates if total == 18]
+    assert [value for value, _ in mine] == list(range(1, 19))
+    assert [value for value, preview in mine if preview is not None] == list(range(13, 19))

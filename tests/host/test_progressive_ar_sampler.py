@@ -4,6 +4,7 @@ import time
 import pytest
 import torch
 
+from pack_access import record_progress
 from test_diagonal_queue_sampler import saved_video_frames
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
@@ -138,3 +139,13 @@ def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, t
     assert any(event == "execution_interrupted" for event, _ in entry["status"]["messages"])
     assert time.monotonic() - started < 10
     assert comfy_server.run_prompt(sampler_prompt(tiny_model_names, "wan22_5b", "noise", length=3))["status"]["status_str"] == "success"
+
+
+@pytest.mark.parametrize("family", ["ltxv", "wan22_5b"])
+def test_progress_counts_every_model_call_and_previews_every_chunk(comfy_inprocess, tiny_model_names, family, monkeypatch):
+    updates = record_progress(monkeypatch)
+    # 7 frames in chunks of 2 with 2 noisy chunks and 4 steps: 4 chunks, 2 calls per shift, 2 x (4 + 2 - 1) calls
+    run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, family, "noise", length=7))
+    mine = [(value, preview) for value, total, preview in updates if total == 10]
+    assert [value for value, preview in mine if preview is None] == list(range(1, 11))
+    assert sum(1 for _, preview in mine if preview is not None) == 4
