@@ -1,6 +1,7 @@
 """ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
 from comfy_api.latest import ComfyExtension
 
+from .chunk_stitcher import ChunkStitcher
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
 from .progressive_ar import ProgressiveARSampler
 from .prompts import PromptFrameRange
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoLookahead": Lookahead,
     "LongVideoPromptFrameRange": PromptFrameRange,
     "LongVideoProgressiveARSampler": ProgressiveARSampler,
+    "LongVideoChunkStitcher": ChunkStitcher,
 }
 
 
