@@ -5,6 +5,7 @@ from .chunk_stitcher import ChunkStitcher
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
 from .progressive_ar import ProgressiveARSampler
 from .prompts import PromptFrameRange
+from .streaming_decode import DecodeToVideoFile
 
 # A literal mapping so that ComfyUI-Manager's and the Registry's source scanners list the node IDs.
 # It lives here, not in the package root: a root that defines NODE_CLASS_MAPPINGS is loaded through
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoPromptFrameRange": PromptFrameRange,
     "LongVideoProgressiveARSampler": ProgressiveARSampler,
     "LongVideoChunkStitcher": ChunkStitcher,
+    "LongVideoDecodeToVideoFile": DecodeToVideoFile,
 }
 
 

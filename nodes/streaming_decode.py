@@ -1,0 +1,123 @@
+"""Streaming Decode to Video File: latent -> overlapping temporal tiles -> host VAE -> video file.
+
+Only one decoded tile is in memory at a time, so a video of any length is written with constant
+RAM, where VAE Decode would first build the whole float32 IMAGE (10,000 frames at 480x832 are
+about 47 GB).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+import torch
+from comfy.cli_args import args
+from comfy_api.latest import InputImpl, io, ui
+
+from ..samplers.chunk_stitching import decoded_overlap, stream_join, temporal_tiles
+from .prompts import CATEGORY
+from .video_file import FORMATS, VideoFileWriter
+
+H264_MAX_CRF = 51
+VP9_MAX_CRF = 63
+
+
+def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int) -> Iterator[torch.Tensor]:
+    """IMAGE frames ``[frames, height, width, channels]`` of the decoded latent, a block at a time.
+
+    Video latents ``[batch, channels, frames, height, width]`` are decoded in tiles of ``tile``
+    latent frames sharing ``overlap``; the shared decoded frames are crossfaded linearly, so the
+    tile seams blend away. The videos of a batch follow one another, as VAE Decode lays them out.
+    Latents of image models (frames as batch rows) decode frame by frame, ``tile`` rows at a time.
+    """
+    compression = vae.temporal_compression_decode()
+    progress = comfy.utils.ProgressBar(_tile_count(samples, tile, overlap))
+
+    def decode(latent):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        pixels = vae.decode(latent)
+        progress.update(1)
+        return pixels
+
+    if samples.ndim == 4:
+        for start, end in temporal_tiles(samples.shape[0], tile, 0):
+            yield decode(samples[start:end])
+        return
+    if compression is None:
+        raise ValueError("This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model.")
+    shared = decoded_overlap(overlap, compression)
+    for video in samples:
+        tiles = (decode(video[None, :, start:end])[0] for start, end in temporal_tiles(video.shape[1], tile, overlap))
+        yield from stream_join(tiles, shared, "linear")
+
+
+def _tile_count(samples, tile, overlap) -> int:
+    if samples.ndim == 4:
+        return len(temporal_tiles(samples.shape[0], tile, 0))
+    return samples.shape[0] * len(temporal_tiles(samples.shape[2], tile, overlap))
+
+
+class DecodeToVideoFile(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LongVideoDecodeToVideoFile",
+            display_name="Streaming Decode to Video File",
+            category=CATEGORY,
+            description="Decodes a video latent in overlapping temporal tiles with the VAE and writes the frames to an mp4 or "
+            "webm file in the output folder as they are decoded, so memory does not grow with the length. The tile seams "
+            "are crossfaded. If the run is cancelled or fails, the frames written so far stay a playable video.",
+            inputs=[
+                io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler or the Chunk Stitcher."),
+                io.Vae.Input("vae", tooltip="The VAE of the video model (Wan, LTX-Video, ...); its temporal compression sets how tiles line up."),
+                io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=1.0, tooltip="Frames per second of the file (Wan 16, LTX-Video 24)."),
+                io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Where in the output folder the file goes and how its name starts; a counter and the extension are added. Accepts ComfyUI's %date:...% and %Node.widget% formatting."),
+                io.Combo.Input("format", options=list(FORMATS), default="mp4", tooltip="mp4: H.264. webm: VP9. Both yuv420p, which browsers and players show."),
+                io.Int.Input("crf", default=19, min=0, max=VP9_MAX_CRF, tooltip="Constant quality: lower is better and larger. H.264 takes 0-51 (19 is nearly lossless to the eye), VP9 0-63."),
+                io.Int.Input("tile_frames", default=16, min=1, max=4096, tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory."),
+                io.Int.Input("tile_overlap", default=2, min=0, max=2048, tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames."),
+            ],
+            outputs=[io.Video.Output(tooltip="The written file as a VIDEO: Save Video copies it elsewhere, Get Video Components reads it back.")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, format, crf, tile_frames, tile_overlap, **_):
+        if format == "mp4" and crf > H264_MAX_CRF:
+            return f"crf {crf} is out of H.264's range 0-{H264_MAX_CRF}; use a lower crf or the webm format."
+        if tile_frames < 2 * tile_overlap:
+            return f"tile_overlap ({tile_overlap}) can be at most half of tile_frames ({tile_frames})."
+        return True
+
+    @classmethod
+    def execute(cls, samples, vae, fps, filename_prefix, format, crf, tile_frames, tile_overlap) -> io.NodeOutput:
+        latent = samples["samples"]
+        compression = vae.spacial_compression_decode()
+        full_output_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression)
+        file = f"{filename}_{counter:05}_.{format}"
+        path = os.path.join(full_output_folder, file)
+        writer = VideoFileWriter(path, fps, format, crf, cls._metadata())
+        try:
+            with writer:
+                for frames in decoded_frames(vae, latent, tile_frames, tile_overlap):
+                    writer.write(frames)
+        except BaseException:
+            if writer.frames_written:
+                logging.warning("LongVideo: decoding stopped; the %d frames written so far are kept in %s", writer.frames_written, path)
+            raise
+        return io.NodeOutput(InputImpl.VideoFromFile(path), ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
+
+    @classmethod
+    def _metadata(cls) -> dict | None:
+        """The prompt and workflow, as ComfyUI's own savers store them, unless metadata is disabled."""
+        if args.disable_metadata:
+            return None
+        metadata = dict(cls.hidden.extra_pnginfo or {})
+        if cls.hidden.prompt is not None:
+            metadata["prompt"] = cls.hidden.prompt
+        return metadata
