@@ -356,10 +356,16 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self._get_json("/object_info")
 
-    def queue(self, prompt: dict) -> str:
-        """POST /prompt; returns the prompt id. A prompt ComfyUI rejects raises AssertionError."""
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        """POST /prompt; returns the prompt id. A prompt ComfyUI rejects raises AssertionError.
+
+        extra_data is sent as the frontend sends it, e.g. {"extra_pnginfo": {"workflow": ...}}.
+        """
+        payload = {"prompt": prompt, "client_id": "host-tests"}
+        if extra_data is not None:
+            payload["extra_data"] = extra_data
         try:
-            answer = self._post_json("/prompt", {"prompt": prompt, "client_id": "host-tests"})
+            answer = self._post_json("/prompt", payload)
         except urllib.error.HTTPError as error:
             if error.code == 400:
                 raise AssertionError(_rejection_text(error.read())) from None
@@ -381,9 +387,9 @@ class ComfyServer:
             time.sleep(0.1)
         raise AssertionError(f"prompt {prompt_id} not done after {timeout} s\n{self._log_tail()}")
 
-    def run_prompt(self, prompt: dict, timeout: float = 300.0) -> dict:
+    def run_prompt(self, prompt: dict, timeout: float = 300.0, extra_data: dict | None = None) -> dict:
         """queue + wait; raises AssertionError with ComfyUI's error text if the prompt fails."""
-        entry = self.wait(self.queue(prompt), timeout)
+        entry = self.wait(self.queue(prompt, extra_data), timeout)
         if entry["status"]["status_str"] != "success":
             raise AssertionError(_execution_error_text(entry["status"].get("messages", [])))
         return entry

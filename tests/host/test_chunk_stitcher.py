@@ -1,0 +1,98 @@
+"""The Chunk Stitcher inside real ComfyUI: IMAGE and LATENT batches from the FIFO workflow on tiny models."""
+import pytest
+import torch
+
+from pack_access import call_node
+from saved_videos import read_video, saved_file
+from tiny_workflows import decode_to_file_prompt, node_of_type, tiny_workflow
+
+NEW_NODES = ("LongVideoChunkStitcher", "LongVideoDecodeToVideoFile")
+
+
+def stitcher(source, chunk_length, overlap, transition="linear", colour_anchor="off", strength=1.0):
+    return {"class_type": "LongVideoChunkStitcher", "inputs": {
+        "chunks": source, "chunk_length": chunk_length, "overlap": overlap, "transition": transition,
+        "colour_anchor": colour_anchor, "strength": strength}}
+
+
+def back_to_back_chunks(video, chunk_length, overlap):
+    """How another pack hands over chunks: each chunk repeats the previous chunk's last frames, all in one batch."""
+    chunks, start = [], 0
+    while start + overlap < len(video):
+        chunks.append(video[start:start + chunk_length])
+        start += chunk_length - overlap
+    return torch.cat(chunks)
+
+
+@pytest.mark.parametrize("transition", ["cut", "linear", "cosine"])
+def test_a_batch_of_overlapping_chunks_stitches_back_to_the_video(comfy_inprocess, transition):
+    video = torch.rand(40, 16, 16, 3, generator=torch.Generator().manual_seed(0))
+    batch = back_to_back_chunks(video, 12, 4)
+    assert len(batch) == 12 + 11 * 4
+    [stitched] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=12, overlap=4,
+                           transition=transition, colour_anchor="off", strength=1.0)
+    torch.testing.assert_close(stitched, video)
+
+
+def test_colour_anchoring_pulls_later_chunks_to_the_first_chunks_colours(comfy_inprocess):
+    video = torch.rand(30, 16, 16, 3, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    batch = back_to_back_chunks(video, 10, 0)
+    batch[10:] = (batch[10:] * torch.tensor([1.3, 1.0, 0.7])).clamp(0, 1)  # later chunks drifted
+    [anchored] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=10, overlap=0,
+                           transition="linear", colour_anchor="mean/std (Lab)", strength=1.0)
+    drift = lambda frames: (frames.mean(dim=(0, 1, 2)) - video[:10].mean(dim=(0, 1, 2))).abs().max()  # noqa: E731
+    assert drift(batch[10:]) > 0.05
+    assert drift(anchored[10:]) < 0.2 * drift(batch[10:])
+    torch.testing.assert_close(anchored[:10], batch[:10])
+
+
+def test_decoded_images_stitch_and_save_through_the_executor(comfy_inprocess, tiny_model_names):
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=9, wan22_5b=True)
+    decode, create = node_of_type(prompt, "VAEDecode"), node_of_type(prompt, "CreateVideo")
+    prompt["90"] = stitcher([decode, 0], 12, 3, "cosine", "histogram (Lab)", 0.8)
+    prompt[create]["inputs"]["images"] = ["90", 0]
+    comfy_inprocess.clear_cache()
+    entry = comfy_inprocess.run_prompt(prompt)
+    # 33 frames in chunks of 12, 12 and 9 sharing 3 frames at each of the two joins
+    assert comfy_inprocess.node_output("90").shape[0] == 33 - 2 * 3
+    save = node_of_type(prompt, "SaveVideo")
+    assert read_video(saved_file(comfy_inprocess.output_dir, entry, save))[0] == 27
+
+
+def test_latent_chunks_stitch_in_latent_space_and_stream_to_a_file(comfy_inprocess, tiny_model_names):
+    prompt, decode = decode_to_file_prompt(tiny_model_names, 12)
+    prompt["90"] = stitcher(prompt[decode]["inputs"]["samples"], 6, 2)
+    prompt[decode]["inputs"]["samples"] = ["90", 0]
+    comfy_inprocess.clear_cache()
+    entry = comfy_inprocess.run_prompt(prompt)
+    latent = comfy_inprocess.node_output("90")
+    assert latent["samples"].shape[2] == 12 - 2
+    assert read_video(saved_file(comfy_inprocess.output_dir, entry, decode))[0] == 4 * (10 - 1) + 1
+
+
+def test_clear_errors_for_settings_that_cannot_work(comfy_inprocess, tiny_model_names):
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=5, wan22_5b=True)
+    sampler, decode = node_of_type(prompt, "LongVideoDiagonalQueueSampler"), node_of_type(prompt, "VAEDecode")
+    prompt["90"] = stitcher([sampler, 0], 4, 4)
+    prompt[decode]["inputs"]["samples"] = ["90", 0]
+    with pytest.raises(AssertionError, match=r"overlap \(4\) must be smaller than chunk_length \(4\)"):
+        comfy_inprocess.run_prompt(prompt)
+    prompt["90"] = stitcher([sampler, 0], 4, 1, colour_anchor="mean/std (Lab)")
+    comfy_inprocess.clear_cache()
+    with pytest.raises(AssertionError, match="Colour anchoring works on decoded images, not latents"):
+        comfy_inprocess.run_prompt(prompt)
+    prompt["90"] = stitcher([sampler, 0], 4, 3)
+    comfy_inprocess.clear_cache()
+    with pytest.raises(AssertionError, match="the last chunk has only 1, not more than the overlap"):
+        comfy_inprocess.run_prompt(prompt)
+
+
+def test_new_nodes_are_listed_with_a_tooltip_on_every_input_and_output(comfy_server):
+    info = comfy_server.object_info()
+    for node in NEW_NODES:
+        assert info[node]["category"] == "video/long"
+        for name, spec in {**info[node]["input"]["required"], **info[node]["input"].get("optional", {})}.items():
+            assert len(spec) > 1 and spec[1].get("tooltip"), f"{node}.{name} has no tooltip"
+        assert all(info[node]["output_tooltips"]), node
+    assert info["LongVideoDecodeToVideoFile"]["output_node"] is True
+    assert info["LongVideoDecodeToVideoFile"]["output"] == ["VIDEO"]
