@@ -17,7 +17,7 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
-from ..samplers.chunk_stitching import decoded_overlap, stream_join, temporal_tiles
+from ..samplers.chunk_stitching import decode_in_tiles, temporal_tiles
 from .prompts import CATEGORY
 from .video_file import FORMATS, VideoFileWriter
 
@@ -28,9 +28,8 @@ VP9_MAX_CRF = 63
 def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int) -> Iterator[torch.Tensor]:
     """IMAGE frames ``[frames, height, width, channels]`` of the decoded latent, a block at a time.
 
-    Video latents ``[batch, channels, frames, height, width]`` are decoded in tiles of ``tile``
-    latent frames sharing ``overlap``; the shared decoded frames are crossfaded linearly, so the
-    tile seams blend away. The videos of a batch follow one another, as VAE Decode lays them out.
+    Video latents ``[batch, channels, frames, height, width]`` are decoded in overlapping temporal
+    tiles (decode_in_tiles); the videos of a batch follow one another, as VAE Decode lays them out.
     Latents of image models (frames as batch rows) decode frame by frame, ``tile`` rows at a time.
     """
     compression = vae.temporal_compression_decode()
@@ -48,10 +47,8 @@ def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int) -> Itera
         return
     if compression is None:
         raise ValueError("This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model.")
-    shared = decoded_overlap(overlap, compression)
     for video in samples:
-        tiles = (decode(video[None, :, start:end])[0] for start, end in temporal_tiles(video.shape[1], tile, overlap))
-        yield from stream_join(tiles, shared, "linear")
+        yield from decode_in_tiles(lambda latent: decode(latent)[0], video, tile, overlap, compression)
 
 
 def _tile_count(samples, tile, overlap) -> int:

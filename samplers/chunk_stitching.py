@@ -122,6 +122,18 @@ def decoded_overlap(latent_overlap: int, temporal_compression: int) -> int:
     return shared
 
 
+def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, temporal_compression: int) -> Iterator[torch.Tensor]:
+    """Decoded frames of one latent video ``[channels, frames, height, width]``, a block at a time.
+
+    ``decode`` maps a latent ``[1, channels, n, height, width]`` to ``c x (n - 1) + 1`` frames
+    ``[frames, ...]``. Tiles of ``tile`` latent frames share ``overlap``; their shared decoded
+    frames are crossfaded linearly, as ComfyUI's own tiled decode blends them, and only one tile
+    is decoded at a time.
+    """
+    tiles = (decode(latent[None, :, start:end]) for start, end in temporal_tiles(latent.shape[1], tile, overlap))
+    yield from stream_join(tiles, decoded_overlap(overlap, temporal_compression), "linear")
+
+
 def _lab(images: torch.Tensor) -> torch.Tensor:
     """IMAGE ``[frames, height, width, 3]`` in 0..1 to Lab ``[frames, 3, height, width]``."""
     return kornia.color.rgb_to_lab(images[..., :3].movedim(-1, 1).float().clamp(0.0, 1.0))

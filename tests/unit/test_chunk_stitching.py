@@ -11,6 +11,7 @@ from samplers.chunk_stitching import (
     ColourAnchor,
     chunk_ranges,
     crossfade_weights,
+    decode_in_tiles,
     decoded_overlap,
     join,
     stream_join,
@@ -130,15 +131,40 @@ def test_temporal_tiles_cover_every_frame_and_share_exactly_the_overlap(length, 
     assert all(next_start == end - overlap for (_, end), (next_start, _) in zip(tiles, tiles[1:]))
 
 
+def framewise_causal_decode(compression):
+    """A stand-in video VAE without temporal context: latent frame 0 gives one frame, every later one c frames."""
+
+    def decode(latent):
+        frames = latent[0].movedim(1, 0)  # [n, channels, height, width]
+        repeats = torch.tensor([1] + [compression] * (len(frames) - 1))
+        return frames.repeat_interleave(repeats, dim=0).movedim(1, -1)
+
+    return decode
+
+
 @pytest.mark.parametrize("compression", [1, 4, 8])
 @pytest.mark.parametrize("latent_frames, tile, overlap", [(21, 8, 2), (13, 4, 1), (30, 16, 3), (6, 16, 2)])
-def test_decoded_tiles_joined_have_the_frame_count_of_a_full_decode(compression, latent_frames, tile, overlap):
-    # a causal video VAE decodes n latent frames to c x (n - 1) + 1 frames
-    decoded = lambda n: compression * (n - 1) + 1  # noqa: E731
-    tiles = temporal_tiles(latent_frames, tile, overlap)
-    pixels = [torch.zeros(decoded(end - start), 1) for start, end in tiles]
-    joined = join(pixels, decoded_overlap(overlap, compression), "linear")
-    assert joined.shape[0] == decoded(latent_frames)
+def test_tiles_of_a_decoder_without_temporal_context_join_to_its_full_decode(compression, latent_frames, tile, overlap):
+    # with no context to miss, any misplaced or dropped tile frame shows as a difference
+    decode = framewise_causal_decode(compression)
+    latent = torch.randn(3, latent_frames, 2, 2, generator=torch.Generator().manual_seed(0))
+    full = decode(latent[None])
+    assert full.shape[0] == compression * (latent_frames - 1) + 1
+    torch.testing.assert_close(torch.cat(list(decode_in_tiles(decode, latent, tile, overlap, compression))), full)
+
+
+def test_tiles_are_decoded_one_at_a_time_as_frames_are_consumed():
+    decoded = []
+
+    def decode(latent):
+        decoded.append(latent.shape[2])
+        return framewise_causal_decode(4)(latent)
+
+    blocks = decode_in_tiles(decode, torch.zeros(1, 40, 1, 1), 8, 2, 4)
+    next(blocks)
+    assert decoded == [8]
+    assert sum(len(block) for block in blocks) + 24 == 4 * 39 + 1
+    assert len(decoded) == len(temporal_tiles(40, 8, 2))
 
 
 def test_tiles_of_a_compressing_vae_must_share_a_latent_frame():
