@@ -68,7 +68,7 @@ class DecodeToVideoFile(io.ComfyNode):
             "webm file in the output folder as they are decoded, so memory does not grow with the length. The tile seams "
             "are crossfaded. If the run is cancelled or fails, the frames written so far stay a playable video.",
             inputs=[
-                io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler or the Chunk Stitcher."),
+                io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."),
                 io.Vae.Input("vae", tooltip="The VAE of the video model (Wan, LTX-Video, ...); its temporal compression sets how tiles line up."),
                 io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=1.0, tooltip="Frames per second of the file (Wan 16, LTX-Video 24)."),
                 io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Where in the output folder the file goes and how its name starts; a counter and the extension are added. Accepts ComfyUI's %date:...% and %Node.widget% formatting."),

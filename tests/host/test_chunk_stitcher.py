@@ -4,7 +4,7 @@ import torch
 
 from pack_access import call_node
 from saved_videos import read_video, saved_file
-from tiny_workflows import decode_to_file_prompt, node_of_type, tiny_workflow
+from tiny_workflows import node_of_type, stream_to_file, tiny_workflow
 
 NEW_NODES = ("LongVideoChunkStitcher", "LongVideoDecodeToVideoFile")
 
@@ -60,7 +60,8 @@ def test_decoded_images_stitch_and_save_through_the_executor(comfy_inprocess, ti
 
 
 def test_latent_chunks_stitch_in_latent_space_and_stream_to_a_file(comfy_inprocess, tiny_model_names):
-    prompt, decode = decode_to_file_prompt(tiny_model_names, 12)
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=12, wan22_5b=True)
+    decode = stream_to_file(prompt)
     prompt["90"] = stitcher(prompt[decode]["inputs"]["samples"], 6, 2)
     prompt[decode]["inputs"]["samples"] = ["90", 0]
     comfy_inprocess.clear_cache()

@@ -6,7 +6,7 @@ import torch
 
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
-from tiny_workflows import decode_to_file_prompt
+from tiny_workflows import stream_to_file, tiny_workflow
 
 # role -> latent channels of the tiny VAE
 VAES = {"wan21_vae": 16, "taew22": 48, "ltxv_ckpt": 128}
@@ -86,7 +86,8 @@ def test_image_model_latents_decode_frame_by_frame(comfy_inprocess):
 
 def test_a_long_run_streams_to_a_file_through_the_server(comfy_server, tiny_model_names):
     length = 120
-    prompt, decode = decode_to_file_prompt(tiny_model_names, length)
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=length, wan22_5b=True)
+    decode = stream_to_file(prompt)
     workflow = {"nodes": [], "links": [], "version": 0.4, "extra": {"test": "streamed"}}
     entry = comfy_server.run_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
     path = saved_file(comfy_server.output_dir, entry, decode)
@@ -101,7 +102,8 @@ def test_a_long_run_streams_to_a_file_through_the_server(comfy_server, tiny_mode
 
 @pytest.mark.parametrize("video_format", ["mp4", "webm"])
 def test_the_video_output_is_the_written_file_and_plugs_into_save_video(comfy_inprocess, tiny_model_names, video_format):
-    prompt, decode = decode_to_file_prompt(tiny_model_names, 9, format=video_format)
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=9, wan22_5b=True)
+    decode = stream_to_file(prompt, format=video_format)
     prompt["90"] = {"class_type": "SaveVideo", "inputs": {"video": [decode, 0], "filename_prefix": "copy", "format": "auto", "codec": "auto"}}
     comfy_inprocess.clear_cache()
     entry = comfy_inprocess.run_prompt(prompt)
@@ -115,7 +117,8 @@ def test_the_video_output_is_the_written_file_and_plugs_into_save_video(comfy_in
 
 
 def test_a_failed_decode_keeps_a_valid_video_of_the_tiles_written(comfy_inprocess, tiny_model_names):
-    prompt, decode = decode_to_file_prompt(tiny_model_names, 20, filename_prefix="longvideo/failing")
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=20, wan22_5b=True)
+    decode = stream_to_file(prompt, filename_prefix="longvideo/failing")
     prompt["90"] = {"class_type": "LongVideoTestFailingVAE", "inputs": {"vae": prompt[decode]["inputs"]["vae"], "decodes": 2}}
     prompt[decode]["inputs"]["vae"] = ["90", 0]
     comfy_inprocess.clear_cache()
@@ -127,14 +130,25 @@ def test_a_failed_decode_keeps_a_valid_video_of_the_tiles_written(comfy_inproces
     assert read_video(path)[0] == 29 + 24 - 5
 
 
-def test_settings_that_cannot_work_are_refused_before_running(comfy_inprocess, tiny_model_names):
-    prompt, _ = decode_to_file_prompt(tiny_model_names, 5, tile_frames=4, tile_overlap=3)
-    with pytest.raises(AssertionError, match=r"tile_overlap \(3\) can be at most half of tile_frames \(4\)"):
-        comfy_inprocess.run_prompt(prompt)
-    prompt, _ = decode_to_file_prompt(tiny_model_names, 5, crf=60)
-    with pytest.raises(AssertionError, match="crf 60 is out of H.264's range"):
-        comfy_inprocess.run_prompt(prompt)
-    prompt, _ = decode_to_file_prompt(tiny_model_names, 5, tile_overlap=0)
+@pytest.mark.parametrize("changes, message", [
+    ({"tile_frames": 4, "tile_overlap": 3}, r"tile_overlap \(3\) can be at most half of tile_frames \(4\)"),
+    ({"crf": 60}, "crf 60 is out of H.264's range"),
+    ({"tile_overlap": 0}, "must share at least one latent frame"),
+])
+def test_settings_that_cannot_work_are_refused_with_a_reason(comfy_inprocess, tiny_model_names, changes, message):
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=5, wan22_5b=True)
+    stream_to_file(prompt, **changes)
     comfy_inprocess.clear_cache()
-    with pytest.raises(AssertionError, match="must share at least one latent frame"):
+    with pytest.raises(AssertionError, match=message):
         comfy_inprocess.run_prompt(prompt)
+
+
+def test_the_progressive_ar_samplers_latent_streams_to_a_file(comfy_inprocess, tiny_model_names):
+    # LTX-Video compresses time 8x: tiles of 6 latent frames are 41 frames sharing 9
+    prompt = tiny_workflow("pavdm_ltxv", tiny_model_names, length=14)
+    decode = stream_to_file(prompt, tile_frames=6, tile_overlap=2, fps=24.0)
+    comfy_inprocess.clear_cache()
+    entry = comfy_inprocess.run_prompt(prompt)
+    frames, size, fps, _ = read_video(saved_file(comfy_inprocess.output_dir, entry, decode))
+    assert frames == 8 * (14 - 1) + 1
+    assert size == (64, 64) and fps == 24

@@ -74,10 +74,9 @@ def add_prompt_schedule(prompt: dict, sampler_id: str, switch_frame: int) -> Non
     sampler["positive"] = ["84", 0]
 
 
-def decode_to_file_prompt(names: dict, length: int, **decode_inputs) -> tuple[dict, str]:
-    """The FIFO Wan 2.2-5B workflow streaming to a file: Streaming Decode to Video File replaces
-    VAE Decode, Create Video and Save Video. Returns the prompt and the decode node's id."""
-    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", names, length=length, wan22_5b=True)
+def stream_to_file(prompt: dict, **decode_inputs) -> str:
+    """Streaming Decode to Video File in place of a workflow's VAE Decode, Create Video and Save
+    Video, with tiles small enough for tiny tests; returns the new node's id."""
     decode = node_of_type(prompt, "VAEDecode")
     for kind in ("CreateVideo", "SaveVideo"):
         del prompt[node_of_type(prompt, kind)]
@@ -85,4 +84,4 @@ def decode_to_file_prompt(names: dict, length: int, **decode_inputs) -> tuple[di
     prompt[decode] = {"class_type": "LongVideoDecodeToVideoFile", "inputs": {
         "samples": inputs["samples"], "vae": inputs["vae"], "fps": 16.0, "filename_prefix": "longvideo/streamed",
         "format": "mp4", "crf": 19, "tile_frames": 8, "tile_overlap": 2, **decode_inputs}}
-    return prompt, decode
+    return decode
