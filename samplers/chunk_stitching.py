@@ -72,7 +72,8 @@ def stream_join(chunks: Iterable[torch.Tensor], overlap: int, transition: str, f
         if end > start:
             yield chunk.narrow(frame_dim, start, end - start)
         keep_from = max(start, end)
-        held, held_length = chunk.narrow(frame_dim, keep_from, length - keep_from), length
+        # a copy, so that the rest of the chunk (a whole decoded tile) can be freed before the next arrives
+        held, held_length = chunk.narrow(frame_dim, keep_from, length - keep_from).clone(), length
     if held is not None and held.shape[frame_dim] > 0:
         yield held
 
