@@ -4,6 +4,7 @@ import time
 import pytest
 
 from pack_access import record_progress
+from saved_videos import read_video, saved_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 # (workflow, variant) -> frames the tiny VAE makes from `length` latent frames
@@ -12,16 +13,6 @@ CASES = {
     "wan22_5b": ("fifo_wan21_t2v_1.3B", {"wan22_5b": True}, lambda n: 4 * (n - 1) + 1),
     "ltxv": ("fifo_ltxv", {}, lambda n: 8 * (n - 1) + 1),
 }
-
-
-def saved_video_frames(output_dir, entry):
-    import av  # ComfyUI's own dependency, present wherever the host tier runs
-
-    files = [item for output in entry["outputs"].values() for item in output.get("images", []) + output.get("videos", [])]
-    assert files, f"no saved video in outputs {entry['outputs']}"
-    path = output_dir / files[0]["subfolder"] / files[0]["filename"]
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0)), path
 
 
 @pytest.mark.parametrize("family", CASES)
@@ -44,8 +35,8 @@ def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_n
     workflow, variant, pixel_frames = CASES[family]
     prompt = tiny_workflow(workflow, tiny_model_names, length=9, **variant)
     entry = comfy_server.run_prompt(prompt)
-    frames, path = saved_video_frames(comfy_server.output_dir, entry)
-    assert frames == pixel_frames(9), path
+    path = saved_file(comfy_server.output_dir, entry, node_of_type(prompt, "SaveVideo"))
+    assert read_video(path)[0] == pixel_frames(9), path
 
 
 def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, tiny_model_names):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pack_access import record_progress
-from test_diagonal_queue_sampler import saved_video_frames
+from saved_videos import read_video, saved_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 SAMPLER = "LongVideoProgressiveARSampler"
@@ -98,8 +98,8 @@ def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_n
     if family == "wan22_5b":
         prompt = context_without_wan22_encoder(prompt)
     entry = comfy_server.run_prompt(prompt)
-    frames, path = saved_video_frames(comfy_server.output_dir, entry)
-    assert frames == pixel_frames(9), path
+    path = saved_file(comfy_server.output_dir, entry, node_of_type(prompt, "SaveVideo"))
+    assert read_video(path)[0] == pixel_frames(9), path
 
 
 def test_a_guider_and_a_prompt_schedule(comfy_inprocess, tiny_model_names):
