@@ -1,7 +1,9 @@
 """ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
 from comfy_api.latest import ComfyExtension
 
+from .clip_scoring import OpenCLIPLoader
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
 from .prompts import PromptFrameRange
 
@@ -14,6 +16,8 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoLookahead": Lookahead,
     "LongVideoPromptFrameRange": PromptFrameRange,
     "LongVideoProgressiveARSampler": ProgressiveARSampler,
+    "LongVideoKStepNoiseSearch": KStepNoiseSearch,
+    "LongVideoOpenCLIPLoader": OpenCLIPLoader,
 }
 
 

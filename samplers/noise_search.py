@@ -85,8 +85,8 @@ class ChunkResult(Generic[Frames]):
         return self.seeds[self.chosen]
 
     def describe(self) -> str:
-        listed = ", ".join(f"{seed}: {score:.4f}" for seed, score in zip(self.seeds, self.scores))
-        return f"chunk {self.index + 1}: seed {self.chosen_seed} chosen (score {self.scores[self.chosen]:.4f}) from {listed}"
+        listed = ", ".join(f"{seed}: {score:.6f}" for seed, score in zip(self.seeds, self.scores))
+        return f"chunk {self.index + 1}: seed {self.chosen_seed} chosen (score {self.scores[self.chosen]:.6f}) from {listed}"
 
 
 def search_chunk(
