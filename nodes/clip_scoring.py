@@ -40,8 +40,7 @@ class OpenCLIPEmbedder:
         self.model.to(device)
         try:
             pixels = clip_preprocess(images.to(device).float(), size=self.size, mean=self.mean, std=self.std, crop=True)
-            with torch.no_grad():
-                return self.model.encode_image(pixels).float().to(comfy.model_management.intermediate_device())
+            return self.model.encode_image(pixels).float().to(comfy.model_management.intermediate_device())
         finally:
             self.model.to(comfy.model_management.text_encoder_offload_device())
 
@@ -54,6 +53,7 @@ class GuideScorer:
         self._guide = None
         self._guide_embedding = None
 
+    @torch.no_grad()
     def __call__(self, guide: torch.Tensor, frames: torch.Tensor) -> float:
         if guide is not self._guide:
             self._guide, self._guide_embedding = guide, self.embed(guide[-1:])[0]

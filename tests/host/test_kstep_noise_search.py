@@ -65,6 +65,7 @@ def test_report_scores_and_chosen_seeds_are_consistent(comfy_inprocess, tiny_mod
     for index, (chosen, chosen_score, seeds, scores) in enumerate(chunks):
         assert seeds == [40 + 3 * index + j for j in range(3)]
         assert all(-1.0 <= s <= 1.0 for s in scores)
+        assert len(set(scores)) == len(scores), f"the tiny models must tell the candidates apart: {report}"
         assert chosen == seeds[scores.index(max(scores))], report
         assert chosen_score == max(scores)
     assert "3*2 + 3 = 9 steps per chunk, 18 for 2 chunks" in report
@@ -92,10 +93,12 @@ def test_scores_and_chunks_match_plain_comfyui_runs_of_the_reported_seeds(comfy_
     def ksampler(seed, steps):
         return call_node(host, "KSampler", model=model, seed=seed, steps=steps, cfg=3.0, sampler_name="euler", scheduler="simple", positive=positive, negative=negative, latent_image=start, denoise=1.0)[0]
 
-    guide_embedding = embed(guide[-1:])[0]
-    for seed, score in zip(seeds, scores):
-        frames = call_node(host, "VAEDecode", samples=ksampler(seed, 2), vae=vae)[0]
-        assert float(similarity(guide_embedding, embed(frames))) == pytest.approx(score, abs=2e-4)
+    with torch.no_grad():
+        guide_embedding = embed(guide[-1:])[0]
+        for seed, score in zip(seeds, scores):
+            frames = call_node(host, "VAEDecode", samples=ksampler(seed, 2), vae=vae)[0]
+            assert float(similarity(guide_embedding, embed(frames))) == pytest.approx(score, abs=1e-5)
+    assert len(set(scores)) == len(scores), "the tiny CLIP must tell the candidates apart for this test to mean anything"
     torch.testing.assert_close(ksampler(chosen, 3)["samples"], latent["samples"][:1])
     torch.testing.assert_close(call_node(host, "VAEDecode", samples={"samples": latent["samples"][:1]}, vae=vae)[0], images[:9])
 
@@ -103,7 +106,7 @@ def test_scores_and_chunks_match_plain_comfyui_runs_of_the_reported_seeds(comfy_
 def test_longer_guide_tail_and_whole_chunks(comfy_inprocess, tiny_model_names):
     _, _, (dropped, _, _) = run_search(comfy_inprocess, search_prompt(tiny_model_names, "wan22_5b", guide_frames=5, chunk_length=9))
     _, _, (whole, latent, _) = run_search(comfy_inprocess, search_prompt(tiny_model_names, "wan22_5b", guide_frames=5, chunk_length=9, drop_repeated_frames=False))
-    assert whole.shape[0] == 18 and latent["samples"].shape[2] == 3
+    assert whole.shape[0] == 18 and latent["samples"].shape[2] == 3 and whole.isfinite().all()
     torch.testing.assert_close(dropped, torch.cat([whole[:9], whole[14:]]))
 
 

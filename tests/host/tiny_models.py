@@ -252,7 +252,8 @@ TINY_MODELS = (
     ),
     TinyModel(
         role="taew22", folder="vae", filename="tiny_taew22.safetensors", seed=5,
-        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16),),
+        # 0.02 decodes every latent to an all-black video; the noise search needs previews that differ
+        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.05),),
     ),
     TinyModel(
         role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
