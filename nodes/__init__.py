@@ -2,7 +2,9 @@
 from comfy_api.latest import ComfyExtension
 
 from .chunk_stitcher import ChunkStitcher
+from .clip_scoring import OpenCLIPLoader
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
 from .prompts import PromptFrameRange
 from .streaming_decode import DecodeToVideoFile
@@ -18,6 +20,8 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoProgressiveARSampler": ProgressiveARSampler,
     "LongVideoChunkStitcher": ChunkStitcher,
     "LongVideoDecodeToVideoFile": DecodeToVideoFile,
+    "LongVideoKStepNoiseSearch": KStepNoiseSearch,
+    "LongVideoOpenCLIPLoader": OpenCLIPLoader,
 }
 
 

@@ -469,7 +469,8 @@ def _rejection_text(body: bytes) -> str:
 def _link_model_files(source: Path, models_dir: Path) -> None:
     for folder in tiny_models.MODEL_FOLDERS:
         (models_dir / folder).mkdir(parents=True)
-        for file in sorted((source / folder).glob("*.safetensors")):
+        # model configs kept next to the weights (*.json) travel with them
+        for file in sorted([*(source / folder).glob("*.safetensors"), *(source / folder).glob("*.json")]):
             (models_dir / folder / file.name).symlink_to(file.resolve())
 
 

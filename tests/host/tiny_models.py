@@ -49,7 +49,8 @@ LTXV_VAE = {
 }
 
 
-def wan_transformer(in_out_channels: int) -> dict:
+def wan_transformer(in_out_channels: int, in_channels: int | None = None) -> dict:
+    """``in_channels`` above the latent's: Wan 2.2 A14B I2V style, the encoded guide concatenated (no CLIP image embedding)."""
     # The loader derives num_heads as dim // 128, so dim must be a multiple of 128.
     return {
         "model_type": "t2v",
@@ -57,7 +58,7 @@ def wan_transformer(in_out_channels: int) -> dict:
         "ffn_dim": 256,
         "num_heads": 1,
         "num_layers": 2,
-        "in_dim": in_out_channels,
+        "in_dim": in_channels or in_out_channels,
         "out_dim": in_out_channels,
         "text_dim": 4096,
         "freq_dim": 256,
@@ -76,6 +77,30 @@ WAN21_VAE = {
 }
 
 TAEHV_WAN22 = {"latent_channels": 48}
+
+# CLIPVisionLoader picks one of ComfyUI's fixed full-size JSON configs (the smallest is ViT-L/14,
+# about 300M parameters) by the number of layers, so the tiny one keeps its config in the file's
+# metadata and the test node LongVideoTestCLIPVisionLoader builds ComfyUI's CLIP vision model from it.
+CLIP_VISION = {
+    "hidden_act": "quick_gelu",
+    "hidden_size": 32,
+    "image_size": 56,
+    "intermediate_size": 64,
+    "layer_norm_eps": 1e-05,
+    "model_type": "clip_vision_model",
+    "num_attention_heads": 2,
+    "num_channels": 3,
+    "num_hidden_layers": 2,
+    "patch_size": 14,
+    "projection_dim": 16,
+}
+
+# An open_clip model config; the loader reads it from <file stem>.json next to the weights.
+OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+}
 
 # HunyuanVideo has per-batch timesteps only. The loader derives num_heads as hidden // 128
 # and fixes axes_dim to [16, 56, 56] (sum 128), so hidden 128 with one head is the minimum.
@@ -119,10 +144,10 @@ def _ltxv_vae() -> torch.nn.Module:
     return VideoVAE(config=LTXV_VAE)
 
 
-def _wan_transformer(in_out_channels: int) -> Callable[[], torch.nn.Module]:
+def _wan_transformer(in_out_channels: int, in_channels: int | None = None) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
         from comfy.ldm.wan.model import WanModel
-        return WanModel(**wan_transformer(in_out_channels), operations=_skip_init_ops())
+        return WanModel(**wan_transformer(in_out_channels, in_channels), operations=_skip_init_ops())
     return build
 
 
@@ -134,6 +159,16 @@ def _wan21_vae() -> torch.nn.Module:
 def _taehv_wan22() -> torch.nn.Module:
     from comfy.taesd.taehv import TAEHV
     return TAEHV(**TAEHV_WAN22)
+
+
+def _clip_vision() -> torch.nn.Module:
+    from comfy.clip_model import CLIPVisionModelProjection
+    return CLIPVisionModelProjection(CLIP_VISION, torch.float32, "cpu", _skip_init_ops())
+
+
+def _open_clip() -> torch.nn.Module:
+    from open_clip.model import CLIP
+    return CLIP(**OPEN_CLIP)
 
 
 def _hunyuan_video() -> torch.nn.Module:
@@ -148,6 +183,7 @@ class Part:
     config: dict
     prefix: str = ""
     dtype: torch.dtype = torch.float32
+    std: float = 0.02  # of the random weights
 
 
 @dataclass(frozen=True)
@@ -158,6 +194,7 @@ class TinyModel:
     seed: int
     parts: tuple[Part, ...]
     metadata: dict | None = None
+    sidecar: dict | None = None  # written as <file stem>.json next to the weights
 
     @property
     def relative_path(self) -> str:
@@ -168,8 +205,9 @@ class TinyModel:
             "version": RECIPE_VERSION,
             "comfyui": comfyui_version,
             "seed": self.seed,
-            "parts": [[p.prefix, str(p.dtype), p.config] for p in self.parts],
+            "parts": [[p.prefix, str(p.dtype), p.std, p.config] for p in self.parts],
             "metadata": self.metadata,
+            "sidecar": self.sidecar,
         }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -194,12 +232,28 @@ TINY_MODELS = (
         parts=(Part(_wan_transformer(48), wan_transformer(48)),),
     ),
     TinyModel(
+        role="wan21_i2v", folder="diffusion_models", filename="tiny_wan21_i2v.safetensors", seed=7,
+        parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
+    ),
+    TinyModel(
+        role="clip_vision", folder="clip_vision", filename="tiny_clip_vision.safetensors", seed=8,
+        # large weights, so that the embedding varies with the image (at 0.02 every image embeds alike)
+        parts=(Part(_clip_vision, CLIP_VISION, std=0.3),),
+        metadata={"config": json.dumps(CLIP_VISION)},
+    ),
+    TinyModel(
+        role="open_clip", folder="clip_vision", filename="tiny_open_clip.safetensors", seed=9,
+        parts=(Part(_open_clip, OPEN_CLIP, std=0.3),),
+        sidecar=OPEN_CLIP,
+    ),
+    TinyModel(
         role="wan21_vae", folder="vae", filename="tiny_wan21_vae.safetensors", seed=4,
         parts=(Part(_wan21_vae, WAN21_VAE),),
     ),
     TinyModel(
         role="taew22", folder="vae", filename="tiny_taew22.safetensors", seed=5,
-        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16),),
+        # 0.02 decodes every latent to an all-black video; the noise search needs previews that differ
+        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.05),),
     ),
     TinyModel(
         role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
@@ -227,6 +281,8 @@ def build_tiny_models(models_dir: Path) -> dict[str, Path]:
         recipe_id = model.recipe_id(version)
         if not (path.is_file() and stamps.get(model.relative_path) == recipe_id):
             _save_atomically(_tensors_of(model), path, model.metadata)
+            if model.sidecar is not None:
+                path.with_suffix(".json").write_text(json.dumps(model.sidecar))
             stamps[model.relative_path] = recipe_id
             _write_stamps(models_dir, stamps)
         paths[model.role] = path
@@ -238,12 +294,12 @@ def _tensors_of(model: TinyModel) -> dict[str, torch.Tensor]:
     tensors = {}
     for part in model.parts:
         for name, template in part.build().state_dict().items():
-            value = _initial_value(name, template.shape, generator)
+            value = _initial_value(name, template.shape, generator, part.std)
             tensors[part.prefix + name] = value.to(part.dtype).contiguous()
     return tensors
 
 
-def _initial_value(name: str, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+def _initial_value(name: str, shape: torch.Size, generator: torch.Generator, std: float) -> torch.Tensor:
     leaf = name.rsplit(".", 1)[-1]
     if "per_channel_statistics" in name:
         # LTXV latent statistics (buffers created with torch.empty): identity normalisation.
@@ -253,7 +309,7 @@ def _initial_value(name: str, shape: torch.Size, generator: torch.Generator) -> 
     is_norm_scale = leaf in ("gamma", "scale") or (leaf == "weight" and len(shape) == 1)
     if is_norm_scale:
         return torch.ones(shape)
-    return torch.randn(shape, generator=generator) * 0.02
+    return torch.randn(shape, generator=generator) * std
 
 
 def _save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None) -> None:

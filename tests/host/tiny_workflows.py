@@ -11,8 +11,10 @@ TINY_FILE_ROLE = {
     "ltx-video-2b-v0.9.5.safetensors": "ltxv_ckpt",
     "wan2.2_ti2v_5B_fp16.safetensors": "wan22_5b",
     "wan2.2_vae.safetensors": "taew22",
+    "clip_vision_h.safetensors": "clip_vision",
+    "open_clip_vit_b_32_openai.safetensors": "open_clip",
 }
-FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name")
+FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint")
 TEST_SIZES = {"width": 64, "height": 64}
 
 
@@ -48,6 +50,8 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
             inputs.update(length=length, window=window)
         elif kind == "LongVideoProgressiveARSampler":
             inputs.update(length=length, chunk_size=chunk_size, window_chunks=window_chunks)
+        elif kind == "CLIPVisionLoader":
+            node.update(class_type="LongVideoTestCLIPVisionLoader", inputs={"clip_name": names[TINY_FILE_ROLE[inputs["clip_name"]]]})
     if wan22_5b or wan21:
         for node in prompt.values():
             if node["class_type"] == "UNETLoader":

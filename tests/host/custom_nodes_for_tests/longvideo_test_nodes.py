@@ -4,7 +4,15 @@ LongVideoTestConditioning stands in for a multi-GB text encoder: it returns a se
 CONDITIONING of the width the video models expect (4096 for T5-XXL / UMT5 in LTXV and Wan).
 LongVideoTestFailingVAE passes a VAE on that raises after a number of decodes, to test what a
 run that fails half-way leaves behind.
+LongVideoTestCLIPVisionLoader loads a tiny CLIP vision model whose config sits in the file's
+metadata: CLIPVisionLoader only knows full-size configs. LongVideoTestEncodingTAE lets the tiny
+Wan 2.2 TAEHV encode (ComfyUI only decodes with it; the real Wan 2.2 VAE cannot be made tiny), so
+Wan22ImageToVideoLatent can run on tiny models.
 """
+import copy
+import json
+import tempfile
+
 import torch
 
 
@@ -59,5 +67,83 @@ class LongVideoTestFailingVAE:
         return (_FailingVAE(vae, decodes),)
 
 
-NODE_CLASS_MAPPINGS = {"LongVideoTestConditioning": LongVideoTestConditioning, "LongVideoTestFailingVAE": LongVideoTestFailingVAE}
-NODE_DISPLAY_NAME_MAPPINGS = {"LongVideoTestConditioning": "LongVideo Test Conditioning", "LongVideoTestFailingVAE": "LongVideo Test Failing VAE"}
+class LongVideoTestCLIPVisionLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+        return {"required": {"clip_name": (folder_paths.get_filename_list("clip_vision"),)}}
+
+    RETURN_TYPES = ("CLIP_VISION",)
+    FUNCTION = "load"
+    CATEGORY = "_for_testing/longvideo"
+
+    def load(self, clip_name):
+        import comfy.clip_vision
+        import comfy.utils
+        import folder_paths
+        from safetensors import safe_open
+
+        path = folder_paths.get_full_path_or_raise("clip_vision", clip_name)
+        with safe_open(path, framework="pt") as file:
+            config = json.loads(file.metadata()["config"])
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as config_file:
+            json.dump(config, config_file)
+            config_file.flush()
+            clip_vision = comfy.clip_vision.ClipVisionModel(config_file.name)
+        missing, _ = clip_vision.load_sd(comfy.utils.load_torch_file(path))
+        assert not missing, missing
+        return (clip_vision,)
+
+
+class LongVideoTestEncodingTAE:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae": ("VAE",)}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "allow_encoding"
+    CATEGORY = "_for_testing/longvideo"
+
+    def allow_encoding(self, vae):
+        encoding = copy.copy(vae)
+        # the other TAEHV variants take pixels as they are; only the Wan 2.2 one refuses
+        encoding.process_input = lambda image: image
+        encoding.first_stage_model = _FramewiseUnshuffle(vae.first_stage_model)
+        return (encoding,)
+
+
+class _FramewiseUnshuffle(torch.nn.Module):
+    """TAEHV with the 2x2 pixel unshuffle applied to each frame.
+
+    ComfyUI's TAEHV.encode unshuffles [B, C, T, H, W] as if T were channels; it never encodes with
+    the Wan 2.2 TAEHV (the only one with patches), so nothing there notices.
+    """
+
+    def __init__(self, tae):
+        super().__init__()
+        self.tae = tae
+
+    def encode(self, x, **kwargs):
+        from comfy.taesd.taehv import apply_model_with_memblocks
+
+        frames = torch.nn.functional.pixel_unshuffle(x.movedim(2, 1), self.tae.patch_size)
+        padding = -frames.shape[1] % 4
+        frames = torch.cat([frames, frames[:, -1:].expand(-1, padding, -1, -1, -1)], 1)
+        return apply_model_with_memblocks(self.tae.encoder, frames, self.tae.parallel, False).movedim(2, 1)
+
+    def decode(self, x, **kwargs):
+        return self.tae.decode(x, **kwargs)
+
+
+NODE_CLASS_MAPPINGS = {
+    "LongVideoTestConditioning": LongVideoTestConditioning,
+    "LongVideoTestCLIPVisionLoader": LongVideoTestCLIPVisionLoader,
+    "LongVideoTestEncodingTAE": LongVideoTestEncodingTAE,
+    "LongVideoTestFailingVAE": LongVideoTestFailingVAE,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LongVideoTestConditioning": "LongVideo Test Conditioning",
+    "LongVideoTestCLIPVisionLoader": "LongVideo Test CLIP Vision Loader",
+    "LongVideoTestEncodingTAE": "LongVideo Test Encoding TAE",
+    "LongVideoTestFailingVAE": "LongVideo Test Failing VAE",
+}
