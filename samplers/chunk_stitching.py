@@ -55,11 +55,11 @@ def stream_join(chunks: Iterable[torch.Tensor], overlap: int, transition: str, f
     has chunks on both sides needs at least 2 x overlap, so that its two crossfades do not meet.
     """
     weights = crossfade_weights(overlap, transition)
-    held = None
+    held, held_from_length = None, 0
     for index, chunk in enumerate(chunks):
         length = chunk.shape[frame_dim]
         if held is not None and held.shape[frame_dim] != overlap:
-            raise ValueError(f"Chunk {index} has {held_length} frames, fewer than 2 x overlap ({2 * overlap}), "
+            raise ValueError(f"Chunk {index} has {held_from_length} frames, fewer than 2 x overlap ({2 * overlap}), "
                              "but is followed by another: a chunk between two others needs frames of its own between the two crossfades.")
         if length <= overlap:
             raise ValueError(f"Chunk {index + 1} has {length} frames; every chunk needs more frames than the overlap ({overlap}).")
@@ -73,7 +73,7 @@ def stream_join(chunks: Iterable[torch.Tensor], overlap: int, transition: str, f
             yield chunk.narrow(frame_dim, start, end - start)
         keep_from = max(start, end)
         # a copy, so that the rest of the chunk (a whole decoded tile) can be freed before the next arrives
-        held, held_length = chunk.narrow(frame_dim, keep_from, length - keep_from).clone(), length
+        held, held_from_length = chunk.narrow(frame_dim, keep_from, length - keep_from).clone(), length
     if held is not None and held.shape[frame_dim] > 0:
         yield held
 

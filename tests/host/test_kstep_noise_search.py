@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pack_access import call_node, fake_conditioning, pack_module
-from test_diagonal_queue_sampler import saved_video_frames
+from saved_videos import read_video, saved_file
 from tiny_workflows import node_of_type, tiny_workflow
 
 SEARCH = "LongVideoKStepNoiseSearch"
@@ -153,7 +153,7 @@ def test_server_runs_the_workflow_shows_the_report_and_saves_the_video(comfy_ser
     write_guide(comfy_server.base_dir / "input")
     prompt = search_prompt(tiny_model_names, family)
     entry = comfy_server.run_prompt(prompt)
-    frames, path = saved_video_frames(comfy_server.output_dir, entry)
-    assert frames == 2 * CASES[family][1] - 1, path
+    path = saved_file(comfy_server.output_dir, entry, node_of_type(prompt, "SaveVideo"))
+    assert read_video(path)[0] == 2 * CASES[family][1] - 1, path
     report = entry["outputs"][node_of_type(prompt, SEARCH)]["text"][0]
     assert len(parse_report(report)) == 2 and "18 for 2 chunks" in report

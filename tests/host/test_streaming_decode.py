@@ -60,7 +60,7 @@ def test_streamed_decode_has_the_frames_of_a_full_decode(comfy_inprocess, tiny_m
 def test_tiled_decode_approximates_the_full_decode_without_seams(comfy_inprocess, tiny_model_names):
     # the tiny Wan 2.2 autoencoder carries one frame of state per block, so tiles can warm up
     # and away from the seams give the full decode back
-    vae = load_vae(comfy_inprocess, tiny_model_names, "taew22")
+    vae = load_vae(comfy_inprocess, tiny_model_names, "taew22_fading")
     latent = random_video_latent(48, 16, size=4)
     full = vae.decode(latent)[0]
     ours = streamed(vae, latent, 8, 3)

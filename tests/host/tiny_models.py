@@ -256,6 +256,12 @@ TINY_MODELS = (
         parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.05),),
     ),
     TinyModel(
+        role="taew22_fading", folder="vae", filename="tiny_taew22_fading.safetensors", seed=5,
+        # small weights make its per-block state fade within two latent frames, so a tiled decode
+        # can be compared with the full one away from the seams
+        parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.02),),
+    ),
+    TinyModel(
         role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
         parts=(Part(_hunyuan_video, HUNYUAN_VIDEO, dtype=torch.float16),),
     ),
