@@ -1,8 +1,10 @@
 """The Diagonal Queue Sampler inside real ComfyUI, from the shipped API workflows on tiny models."""
+import ast
 import time
 
 import pytest
 
+from comfy_host import PACK_ROOT
 from pack_access import record_progress
 from saved_videos import read_video, saved_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
@@ -55,7 +57,11 @@ def test_interrupt_stops_a_long_run_and_the_server_keeps_working(comfy_server, t
 
 def test_pack_nodes_are_listed_and_imported_cleanly(comfy_server):
     info = comfy_server.object_info()
-    for node in ("LongVideoDiagonalQueueSampler", "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoPromptFrameRange", "LongVideoProgressiveARSampler"):
+    module = ast.parse((PACK_ROOT / "nodes" / "__init__.py").read_text())
+    mapping = next(n for n in module.body if isinstance(n, ast.Assign) and n.targets[0].id == "NODE_CLASS_MAPPINGS")
+    registered = [key.value for key in mapping.value.keys]
+    assert len(registered) >= 9
+    for node in registered:
         assert node in info, node
         assert info[node]["category"] == "video/long"
         for name, spec in {**info[node]["input"]["required"], **info[node]["input"].get("optional", {})}.items():
