@@ -129,8 +129,7 @@ class _ChunkSampler:
 
     def _step_done(self, step, x0, x, total_steps):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        self.progress.advance()
-        self.progress.show(x0[:, :, -1])
+        self.progress.advance(x0[:, :, -1])
 
     def _decode(self, latent):
         images = self.vae.decode(latent)
