@@ -1,6 +1,6 @@
 """Write the editor (UI-format) twin of an API-format workflow.
 
-Usage: python workflows/api_to_ui.py OBJECT_INFO.json workflows/api/NAME.json workflows/NAME.json
+Usage: python workflows/api_to_ui.py OBJECT_INFO.json workflows/api/NAME.json example_workflows/NAME.json
 
 OBJECT_INFO.json is a live server's /object_info; it says which inputs are widgets, in which order
 the editor stores their values, and the type of every socket.

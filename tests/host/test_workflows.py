@@ -5,8 +5,9 @@ import pytest
 
 from comfy_host import PACK_ROOT
 
-WORKFLOWS = PACK_ROOT / "workflows"
-NAMES = sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json"))
+API_WORKFLOWS = PACK_ROOT / "workflows" / "api"
+UI_WORKFLOWS = PACK_ROOT / "example_workflows"
+NAMES = sorted(p.stem for p in API_WORKFLOWS.glob("*.json"))
 
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
@@ -35,12 +36,12 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
 
 def test_every_api_workflow_has_a_ui_twin():
     assert NAMES, "no API workflows shipped"
-    assert sorted(p.stem for p in WORKFLOWS.glob("*.json")) == NAMES
+    assert sorted(p.stem for p in UI_WORKFLOWS.glob("*.json")) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_workflow_is_the_same_graph_as_its_api_twin(comfy_server, name):
-    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    api = json.loads((API_WORKFLOWS / f"{name}.json").read_text())
+    ui = json.loads((UI_WORKFLOWS / f"{name}.json").read_text())
     rebuilt = ui_to_api(ui, comfy_server.object_info())
     assert rebuilt == {node_id: {"class_type": n["class_type"], "inputs": n["inputs"]} for node_id, n in api.items()}
