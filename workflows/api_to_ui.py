@@ -49,12 +49,17 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         inputs, widgets = [], []
         for name, spec in ordered_inputs(info):
             value = node["inputs"].get(name)
+            options = spec[1] if len(spec) > 1 else {}
+            link = next((l[0] for l in links if l[3] == int(node_id) and l[4] == name), None)
             if is_widget(spec):
-                widgets.append(value)
-                if spec[1].get("control_after_generate") if len(spec) > 1 else False:
+                # a widget fed by a link keeps its slot in widgets_values, as the editor saves it
+                widgets.append(options.get("default") if link else value)
+                if options.get("control_after_generate"):
                     widgets.append("fixed")
+                if link:
+                    kind = "COMBO" if isinstance(spec[0], list) else spec[0]
+                    inputs.append({"name": name, "type": kind, "widget": {"name": name}, "link": link})
             else:
-                link = next((l[0] for l in links if l[3] == int(node_id) and l[4] == name), None)
                 inputs.append({"name": name, "type": spec[0], "link": link})
         for link in links:
             if link[3] == int(node_id):

@@ -4,26 +4,16 @@ import re
 import pytest
 import torch
 
+from input_media import GUIDE_IMAGE, write_guide_image
 from pack_access import call_node, fake_conditioning, pack_module
 from saved_videos import read_video, saved_file
 from tiny_workflows import node_of_type, tiny_workflow
 
 SEARCH = "LongVideoKStepNoiseSearch"
-GUIDE = "example.png"  # the file the shipped workflows load (it ships in ComfyUI's input folder)
 # family -> (workflow, chunk_length of the tests, latent channels)
 CASES = {"ltxv": ("kstep_ltxv", 9, 128), "wan22_5b": ("kstep_wan22_5b", 5, 48)}
 TEST_SEARCH = {"width": 64, "height": 64, "chunks": 2, "candidates": 3, "preview_steps": 2, "steps": 3, "seed": 40}
 CHUNK_LINE = re.compile(r"chunk (\d+): seed (\d+) chosen \(score (-?[\d.]+)\) from (.*)")
-
-
-def write_guide(input_dir):
-    from PIL import Image
-
-    path = input_dir / GUIDE
-    if not path.exists():
-        ramp = torch.linspace(0, 255, 64).to(torch.uint8)
-        pixels = torch.stack([ramp[None].expand(64, 64), ramp[:, None].expand(64, 64), ramp.flip(0)[None].expand(64, 64)], -1)
-        Image.fromarray(pixels.numpy()).save(path)
 
 
 def search_prompt(names, family, **changes):
@@ -32,14 +22,11 @@ def search_prompt(names, family, **changes):
     search = prompt[node_of_type(prompt, SEARCH)]["inputs"]
     search.update(TEST_SEARCH, chunk_length=chunk_length, guide_frames=1)
     search.update(changes)
-    if family == "wan22_5b":
-        prompt["90"] = {"class_type": "LongVideoTestEncodingTAE", "inputs": {"vae": search["vae"]}}
-        search["vae"] = ["90", 0]
     return prompt
 
 
 def run_search(host, prompt):
-    write_guide(host.base_dir / "input")
+    write_guide_image(host.base_dir / "input")
     host.clear_cache()
     entry = host.run_prompt(prompt)
     search = node_of_type(prompt, SEARCH)
@@ -85,7 +72,7 @@ def test_scores_and_chunks_match_plain_comfyui_runs_of_the_reported_seeds(comfy_
 
     model, _, vae = call_node(host, "CheckpointLoaderSimple", ckpt_name=tiny_model_names["ltxv_ckpt"])
     positive, negative = call_node(host, "LTXVConditioning", positive=fake_conditioning(host, 5), negative=fake_conditioning(host, 6), frame_rate=24.0)
-    guide = call_node(host, "LoadImage", image=GUIDE)[0]
+    guide = call_node(host, "LoadImage", image=GUIDE_IMAGE)[0]
     positive, negative, start = call_node(host, "LTXVImgToVideo", positive=positive, negative=negative, vae=vae, image=guide, width=64, height=64, length=9, batch_size=1, strength=1.0)
     embed = call_node(host, "LongVideoOpenCLIPLoader", checkpoint=tiny_model_names["open_clip"], architecture="ViT-B-32")[0]
     similarity = pack_module("samplers.noise_search").min_frame_similarity
@@ -112,11 +99,11 @@ def test_longer_guide_tail_and_whole_chunks(comfy_inprocess, tiny_model_names):
 
 def test_wan_i2v_with_clip_vision_conditioning(comfy_inprocess, tiny_model_names):
     host = comfy_inprocess
-    write_guide(host.base_dir / "input")
+    write_guide_image(host.base_dir / "input")
     model = call_node(host, "UNETLoader", unet_name=tiny_model_names["wan21_i2v"], weight_dtype="default")[0]
     vae = call_node(host, "VAELoader", vae_name=tiny_model_names["wan21_vae"])[0]
     clip_vision = call_node(host, "LongVideoTestCLIPVisionLoader", clip_name=tiny_model_names["clip_vision"])[0]
-    guide = call_node(host, "LoadImage", image=GUIDE)[0]
+    guide = call_node(host, "LoadImage", image=GUIDE_IMAGE)[0]
     images, latent, report = call_node(
         host, SEARCH, model=model, positive=fake_conditioning(host, 1), negative=fake_conditioning(host, 2), vae=vae, guide_image=guide,
         chunk_length=5, cfg=5.0, sampler_name="euler", scheduler="simple", guide_frames=1, drop_repeated_frames=True, clip_vision=clip_vision,
@@ -150,7 +137,7 @@ def test_clear_errors(comfy_inprocess, tiny_model_names, change, message):
 
 @pytest.mark.parametrize("family", CASES)
 def test_server_runs_the_workflow_shows_the_report_and_saves_the_video(comfy_server, tiny_model_names, family):
-    write_guide(comfy_server.base_dir / "input")
+    write_guide_image(comfy_server.base_dir / "input")
     prompt = search_prompt(tiny_model_names, family)
     entry = comfy_server.run_prompt(prompt)
     path = saved_file(comfy_server.output_dir, entry, node_of_type(prompt, "SaveVideo"))

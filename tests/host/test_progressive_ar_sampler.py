@@ -4,35 +4,18 @@ import time
 import pytest
 import torch
 
+from input_media import CONTEXT_VIDEO, write_test_video
 from pack_access import record_progress
 from saved_videos import read_video, saved_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 SAMPLER = "LongVideoProgressiveARSampler"
-CONTEXT_VIDEO = "clip_to_extend.mp4"  # the file name the shipped extension workflow loads
 # family -> (workflow, variant, VAE output that encodes the context, pixel frames from n latent frames)
 CASES = {
     "ltxv": ("pavdm_ltxv", {}, ["1", 2], lambda n: 8 * (n - 1) + 1),
     "wan21": ("pavdm_wan22_5b_extend", {"wan21": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
     "wan22_5b": ("pavdm_wan22_5b_extend", {"wan22_5b": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
 }
-
-
-def write_context_video(input_dir, frames=9, size=64):
-    import av  # ComfyUI's own dependency, present wherever the host tier runs
-
-    path = input_dir / CONTEXT_VIDEO
-    if path.exists():
-        return
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for index in range(frames):
-            ramp = torch.linspace(0, 255, size).round().to(torch.uint8)
-            image = torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), 20 * index, dtype=torch.uint8)], -1)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image.numpy(), format="rgb24")))
-        container.mux(stream.encode())
 
 
 def sampler_prompt(names, family, start, **changes):
@@ -72,7 +55,7 @@ def drop_context_nodes(prompt):
 
 
 def run_sampler(host, prompt):
-    write_context_video(host.base_dir / "input")
+    write_test_video(host.base_dir / "input" / CONTEXT_VIDEO)
     host.clear_cache()
     host.run_prompt(prompt)
     return host.node_output(node_of_type(prompt, SAMPLER))["samples"]
@@ -92,7 +75,7 @@ def test_from_noise_and_extending_a_clip_give_exactly_the_requested_frames(comfy
 
 @pytest.mark.parametrize("family", CASES)
 def test_server_runs_the_workflow_and_saves_the_video(comfy_server, tiny_model_names, family):
-    write_context_video(comfy_server.base_dir / "input")
+    write_test_video(comfy_server.base_dir / "input" / CONTEXT_VIDEO)
     workflow, variant, _, pixel_frames = CASES[family]
     prompt = tiny_workflow(workflow, tiny_model_names, length=9, chunk_size=2, window_chunks=3, **variant)
     if family == "wan22_5b":

@@ -1,13 +1,102 @@
-"""Shipped workflows: every UI-format example is the same graph as its API-format twin."""
+"""Shipped workflows: each is valid against the live server's /object_info, runs on tiny models,
+shows in the template browser, and its editor (UI) form is the same graph as its API twin."""
 import json
+import urllib.request
 
 import pytest
 
-from comfy_host import PACK_ROOT
+from comfy_host import PACK_DIR_NAME, PACK_ROOT
+from input_media import write_workflow_inputs
+from saved_videos import read_video
+from tiny_workflows import TEST_STITCH, link_official_model_names, tiny_workflow
 
 API_WORKFLOWS = PACK_ROOT / "workflows" / "api"
 UI_WORKFLOWS = PACK_ROOT / "example_workflows"
 NAMES = sorted(p.stem for p in API_WORKFLOWS.glob("*.json"))
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+STITCHED_CHUNKS = 2
+# Frames of each workflow's video on tiny models (length 5 latent frames; k-step: 2 chunks of 9;
+# stitcher: 2 chunks of 9 sharing 2). LTX-Video: 8 x (5 - 1) + 1; Wan: 4 x (5 - 1) + 1.
+EXPECTED_FRAMES = {
+    "fifo_ltxv": 33,
+    "fifo_wan21_t2v_1.3B": 17,
+    "fifo_wan22_5b_to_file": 17,
+    "pavdm_ltxv": 33,
+    "pavdm_wan21_t2v_1.3B_prompt_schedule": 17,
+    "pavdm_wan22_5b_extend": 17,
+    "kstep_ltxv": 9 + 8,  # the second chunk drops its 1 repeated guide frame
+    "kstep_wan22_5b": 9 + 4,  # a 5-frame guide tail: 5 repeated frames dropped
+    "stitch_chunks": STITCHED_CHUNKS * TEST_STITCH["chunk_length"] - TEST_STITCH["overlap"],
+}
+
+
+def load(folder, name):
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def input_spec(info: dict, name: str):
+    return info["input"].get("required", {}).get(name) or info["input"].get("optional", {}).get(name)
+
+
+def accepts(input_type: str, spec: list, output_type: str) -> bool:
+    if input_type == "COMFY_MATCHTYPE_V3":
+        allowed = spec[1]["template"].get("allowed_types", "*")
+        return allowed == "*" or output_type in allowed.split(",")
+    return "*" in (input_type, output_type) or output_type in input_type.split(",")
+
+
+def widget_errors(value, spec) -> list[str]:
+    kind, options = ("COMBO", {"options": spec[0]}) if isinstance(spec[0], list) else (spec[0], spec[1] if len(spec) > 1 else {})
+    if kind == "COMBO":
+        return [] if value in options["options"] else [f"{value!r} is not one of the server's choices {options['options']}"]
+    expected = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[kind]
+    if not isinstance(value, expected) or (kind != "BOOLEAN" and isinstance(value, bool)):
+        return [f"{value!r} is not {kind}"]
+    if kind in ("INT", "FLOAT") and not options.get("min", value) <= value <= options.get("max", value):
+        return [f"{value} is outside [{options.get('min')}, {options.get('max')}]"]
+    return []
+
+
+def output_type(prompt: dict, object_info: dict, source: str, slot: int) -> str:
+    """A match-type output takes the type of whatever feeds the input with its template id."""
+    info = object_info[prompt[source]["class_type"]]
+    kind = info["output"][slot]
+    if kind != "COMFY_MATCHTYPE_V3":
+        return kind
+    template = info["output_matchtypes"][slot]
+    for name, value in prompt[source]["inputs"].items():
+        spec = input_spec(info, name)
+        if isinstance(value, list) and spec[0] == "COMFY_MATCHTYPE_V3" and spec[1]["template"]["template_id"] == template:
+            return output_type(prompt, object_info, *value)
+    return kind
+
+
+def validation_errors(prompt: dict, object_info: dict) -> list[str]:
+    """What the server would refuse: unknown nodes or inputs, missing inputs, bad links and values."""
+    errors = []
+    for node_id, node in prompt.items():
+        info = object_info.get(node["class_type"])
+        if info is None:
+            errors.append(f"node {node_id}: unknown node type {node['class_type']}")
+            continue
+        where = f"node {node_id} ({node['class_type']})"
+        errors += [f"{where}: required input {name} missing" for name in info["input"].get("required", {}) if name not in node["inputs"]]
+        for name, value in node["inputs"].items():
+            spec = input_spec(info, name)
+            if spec is None:
+                errors.append(f"{where}: no input named {name}")
+            elif isinstance(value, list):
+                source, slot = value
+                outputs = object_info[prompt[source]["class_type"]]["output"] if source in prompt else []
+                if slot >= len(outputs):
+                    errors.append(f"{where}.{name}: links to a missing output {value}")
+                elif not accepts("COMBO" if isinstance(spec[0], list) else spec[0], spec, output_type(prompt, object_info, source, slot)):
+                    errors.append(f"{where}.{name}: takes {spec[0]}, linked to {output_type(prompt, object_info, source, slot)}")
+            elif isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+                errors += [f"{where}.{name}: {e}" for e in widget_errors(value, spec)]
+            else:
+                errors.append(f"{where}.{name}: a {spec[0]} socket needs a link, got {value!r}")
+    return errors
 
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
@@ -16,13 +105,12 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     prompt = {}
     for node in ui["nodes"]:
         info = object_info[node["type"]]
-        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
         order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
         values = iter(node["widgets_values"])
         inputs = {}
         for name in order:
-            spec = specs[name]
-            if isinstance(spec[0], list) or spec[0] in {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}:
+            spec = input_spec(info, name)
+            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
                 inputs[name] = next(values)
                 if len(spec) > 1 and spec[1].get("control_after_generate"):
                     next(values)
@@ -34,14 +122,63 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     return prompt
 
 
-def test_every_api_workflow_has_a_ui_twin():
+@pytest.fixture(scope="module")
+def workflow_server(comfy_server, tiny_model_names):
+    """The test server with the official model file names and the input files the workflows load."""
+    link_official_model_names(comfy_server.base_dir / "models", tiny_model_names)
+    write_workflow_inputs(comfy_server.base_dir / "input", chunk_frames=EXPECTED_FRAMES["stitch_chunks"] + TEST_STITCH["overlap"])
+    return comfy_server
+
+
+def test_every_api_workflow_has_a_ui_twin_and_a_known_frame_count():
     assert NAMES, "no API workflows shipped"
     assert sorted(p.stem for p in UI_WORKFLOWS.glob("*.json")) == NAMES
+    assert sorted(EXPECTED_FRAMES) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_workflow_is_the_same_graph_as_its_api_twin(comfy_server, name):
-    api = json.loads((API_WORKFLOWS / f"{name}.json").read_text())
-    ui = json.loads((UI_WORKFLOWS / f"{name}.json").read_text())
-    rebuilt = ui_to_api(ui, comfy_server.object_info())
+    rebuilt = ui_to_api(load(UI_WORKFLOWS, name), comfy_server.object_info())
+    api = load(API_WORKFLOWS, name)
     assert rebuilt == {node_id: {"class_type": n["class_type"], "inputs": n["inputs"]} for node_id, n in api.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_as_shipped_is_valid_against_the_live_object_info(workflow_server, name):
+    assert validation_errors(load(API_WORKFLOWS, name), workflow_server.object_info()) == []
+
+
+def test_the_validation_catches_what_the_server_would_refuse(workflow_server):
+    prompt = load(API_WORKFLOWS, "fifo_ltxv")
+    sampler = next(n for n in prompt.values() if n["class_type"] == "LongVideoDiagonalQueueSampler")
+    sampler["inputs"].update(window=0, start="somewhere", eta="high", sigmas=["1", 0])
+    del sampler["inputs"]["latent"]
+    prompt["99"] = {"class_type": "NoSuchNode", "inputs": {}}
+    prompt["1"]["inputs"]["ckpt_name"] = "not_downloaded.safetensors"
+    errors = "\n".join(validation_errors(prompt, workflow_server.object_info()))
+    for expected in ("unknown node type NoSuchNode", "required input latent missing", ".window: 0 is outside", ".start: 'somewhere' is not one",
+                     ".eta: 'high' is not FLOAT", ".sigmas: takes SIGMAS, linked to MODEL", "'not_downloaded.safetensors' is not one"):
+        assert expected in errors
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs_on_tiny_models_and_saves_its_video(workflow_server, tiny_model_names, name):
+    prompt = tiny_workflow(name, tiny_model_names, length=5)
+    assert validation_errors(prompt, workflow_server.object_info()) == []
+    entry = workflow_server.run_prompt(prompt)
+    object_info = workflow_server.object_info()
+    output_nodes = {node_id for node_id, node in prompt.items() if object_info[node["class_type"]]["output_node"]}
+    assert output_nodes and output_nodes <= set(entry["outputs"])
+    videos = [item for node_id in output_nodes for item in entry["outputs"][node_id].get("images", [])]
+    assert len(videos) == 1
+    frames, size, _, _ = read_video(workflow_server.output_dir / videos[0]["subfolder"] / videos[0]["filename"])
+    assert frames == EXPECTED_FRAMES[name]
+
+
+def test_template_browser_lists_every_editor_workflow(workflow_server):
+    with urllib.request.urlopen(workflow_server.url + "/api/workflow_templates") as answer:
+        templates = json.load(answer)
+    assert sorted(templates[PACK_DIR_NAME]) == NAMES
+    for name in NAMES:
+        with urllib.request.urlopen(f"{workflow_server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.json") as answer:
+            assert json.load(answer) == load(UI_WORKFLOWS, name)

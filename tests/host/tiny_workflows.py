@@ -1,8 +1,10 @@
 """The shipped API workflows, made runnable on tiny models: real loaders, tiny files, small sizes."""
 import copy
 import json
+from pathlib import Path
 
 from comfy_host import PACK_ROOT
+from tiny_models import TINY_MODELS
 
 WORKFLOWS = PACK_ROOT / "workflows" / "api"
 TINY_FILE_ROLE = {
@@ -14,8 +16,14 @@ TINY_FILE_ROLE = {
     "clip_vision_h.safetensors": "clip_vision",
     "open_clip_vit_b_32_openai.safetensors": "open_clip",
 }
+# Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
+OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors")
 FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint")
 TEST_SIZES = {"width": 64, "height": 64}
+TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "preview_steps": 2, "steps": 3}
+TEST_STITCH = {"chunk_length": 9, "overlap": 2}
+# Nodes that encode pixels with the VAE they are given; the tiny Wan 2.2 TAEHV needs a test encoder.
+ENCODING_NODES = ("VAEEncode", "Wan22ImageToVideoLatent", "LongVideoKStepNoiseSearch")
 
 
 def load_api_workflow(name: str) -> dict:
@@ -26,7 +34,8 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
     """The workflow with tiny model files, fake text conditioning and test sizes.
 
     The scheduler gets the steps the sampler needs: window x partitions for the Diagonal Queue
-    Sampler, chunk_size x window_chunks for the Progressive AR Sampler.
+    Sampler, chunk_size x window_chunks for the Progressive AR Sampler. The k-step search and the
+    stitcher get short chunks.
     """
     prompt = copy.deepcopy(load_api_workflow(name))
     progressive = any(node["class_type"] == "LongVideoProgressiveARSampler" for node in prompt.values())
@@ -50,6 +59,10 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
             inputs.update(length=length, window=window)
         elif kind == "LongVideoProgressiveARSampler":
             inputs.update(length=length, chunk_size=chunk_size, window_chunks=window_chunks)
+        elif kind == "LongVideoKStepNoiseSearch":
+            inputs.update(TEST_SEARCH)
+        elif kind == "LongVideoChunkStitcher":
+            inputs.update(TEST_STITCH)
         elif kind == "CLIPVisionLoader":
             node.update(class_type="LongVideoTestCLIPVisionLoader", inputs={"clip_name": names[TINY_FILE_ROLE[inputs["clip_name"]]]})
     if wan22_5b or wan21:
@@ -61,7 +74,35 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
             if wan21 and node["class_type"] == "Wan22ImageToVideoLatent":
                 # Wan 2.1 has its own latent (16 channels, 8x smaller); the 5B one does not fit it
                 node.update(class_type="EmptyHunyuanLatentVideo", inputs={**TEST_SIZES, "length": 5, "batch_size": 1})
+    _let_the_wan22_tae_encode(prompt, names["taew22"])
     return prompt
+
+
+def _let_the_wan22_tae_encode(prompt: dict, tae_file: str) -> None:
+    """Route the encoding nodes' Wan 2.2 VAE through the test node that gives the TAEHV an encoder."""
+    for loader_id, loader in list(prompt.items()):
+        if loader["class_type"] != "VAELoader" or loader["inputs"]["vae_name"] != tae_file:
+            continue
+        encoders = [node for node in prompt.values() if node["class_type"] in ENCODING_NODES and node["inputs"].get("vae") == [loader_id, 0]]
+        if encoders:
+            encoding_tae = str(max(int(node_id) for node_id in prompt) + 1)
+            prompt[encoding_tae] = {"class_type": "LongVideoTestEncodingTAE", "inputs": {"vae": [loader_id, 0]}}
+            for node in encoders:
+                node["inputs"]["vae"] = [encoding_tae, 0]
+
+
+def link_official_model_names(models_dir: Path, names: dict) -> None:
+    """Give the tiny models the file names the shipped workflows use, so the workflows validate unchanged.
+
+    Text encoders get empty placeholder files: only the loaders' file lists see them.
+    """
+    folder_of_role = {model.role: model.folder for model in TINY_MODELS}
+    for official, role in TINY_FILE_ROLE.items():
+        alias = models_dir / folder_of_role[role] / official
+        if not alias.exists():
+            alias.symlink_to((models_dir / folder_of_role[role] / names[role]).resolve())
+    for official in OFFICIAL_TEXT_ENCODERS:
+        (models_dir / "text_encoders" / official).touch()
 
 
 def node_of_type(prompt: dict, class_type: str) -> str:
