@@ -102,6 +102,16 @@ def test_the_network_sees_each_frame_at_its_own_level(comfy_inprocess, tiny_mode
     assert x0_error < EXACT
 
 
+def test_cosmos_predict2_marks_the_clean_frames_of_a_window_as_given(comfy_inprocess, tiny_model_names):
+    levels = torch.tensor([0.0, 0.0, 0.9, 0.5, 0.2])
+    x, seen = network_view(comfy_inprocess, tiny_model_names, "cosmos_predict2", levels)
+    marks = seen["input"][:, x.shape[1]:]
+    assert marks.shape[1] == 1
+    torch.testing.assert_close(marks, (levels == 0).float().view(1, 1, -1, 1, 1).expand_as(marks), rtol=0, atol=0)
+    assert (seen["timestep"][:, :2] == 0).all() and (seen["timestep"][:, 2:] > 0).all()
+    torch.testing.assert_close(seen["x0"][:, :, :2], x[:, :, :2], rtol=0, atol=1e-6)
+
+
 def test_families_are_named(comfy_inprocess, tiny_model_names):
     adapter = pack_module("nodes.adapter")
     names = {family: adapter.model_family(load_family(comfy_inprocess, tiny_model_names, family)[0].model).name for family in FAMILIES}
