@@ -12,6 +12,10 @@ per-frame timestep in through its own door and the result is corrected frame by 
 ``calculate_input`` and ``calculate_denoised`` are linear in their tensor arguments for every
 ComfyUI model-sampling type (EPS, V, EDM, CONST/flow, Cosmos RFlow), and CFG mixes predictions with
 weights that sum to one, so the correction is exact for all of them.
+
+Cosmos Predict2 video2world also reads a concatenated channel that marks given (clean) frames. ComfyUI
+builds it once for the whole latent, so the adapter builds it per call instead: 1 for the frames of a
+window at sigma 0 (a context chunk), 0 for the frames being generated.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class UnsupportedModelError(ValueError):
 class Family:
     name: str
     mechanism: str
+    marks_clean_frames: bool = False  # the model's only concat input is a channel flagging given frames
 
 
 def model_family(model: model_base.BaseModel) -> Family:
@@ -55,7 +60,7 @@ def model_family(model: model_base.BaseModel) -> Family:
     if kind is model_base.WAN22:
         return Family("Wan 2.2 TI2V-5B", DENOISE_MASK)
     if kind is model_base.CosmosPredict2:
-        return Family("Cosmos Predict2", DENOISE_MASK)
+        return Family("Cosmos Predict2", DENOISE_MASK, marks_clean_frames=model.image_to_video)
     if kind is model_base.WAN21:
         return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
     if model.latent_format.latent_dimensions == 2:
@@ -204,8 +209,11 @@ class FramewiseDenoiser:
         return ratio.repeat(rows // ratio.shape[0], 1)
 
     def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        ratio = self._ratio_rows(x.shape[0])
-        kwargs["denoise_mask"] = ratio[:, None, :, None, None].expand(x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4]).to(x)
+        ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
+        frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
+        kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
+        if self.family.marks_clean_frames:
+            c_concat = (ratio == 0).expand(frame_shape).to(x)
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
     def _use_timestep_matrix(self, executor, x, timestep, *args, **kwargs):

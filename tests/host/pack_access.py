@@ -24,8 +24,17 @@ def fake_conditioning(host, seed: int, width: int = 4096):
     return call_node(host, "LongVideoTestConditioning", width=width, tokens=8, seed=seed, scale=1.0)[0]
 
 
+def text_width(family: str) -> int:
+    """Width of the family's text embeddings: Cosmos Predict2 reads the old T5-XXL, the others T5-XXL or UMT5."""
+    return 1024 if family == "cosmos_predict2" else 4096
+
+
 def load_family(host, names: dict, family: str):
     """A tiny model of the family, patched as users run it, with a latent shape for it."""
+    if family == "cosmos_predict2":
+        # its RFlow sampling is built in; the shipped workflow adds no model-sampling node
+        model = call_node(host, "UNETLoader", unet_name=names[family], weight_dtype="default")[0]
+        return model, (1, 16, 5, 4, 4)
     if family == "ltxv":
         model = call_node(host, "CheckpointLoaderSimple", ckpt_name=names["ltxv_ckpt"])[0]
         model = call_node(host, "ModelSamplingLTXV", model=model, max_shift=2.05, base_shift=0.95)[0]

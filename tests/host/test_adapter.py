@@ -2,9 +2,13 @@
 import pytest
 import torch
 
-from pack_access import call_node, load_family, pack_module, random_latent, fake_conditioning
+from pack_access import call_node, fake_conditioning, load_family, pack_module, random_latent, text_width
 
-FAMILIES = ["ltxv", "wan21", "wan22_5b"]
+FAMILIES = ["ltxv", "wan21", "wan22_5b", "cosmos_predict2"]
+# Cosmos Predict2 modulates every token with its frame's timestep embedding after an RMSNorm, so even
+# at random weights a frame feels the other frames' levels through attention (about 1e-3): no plain
+# call reproduces a mixed window there. test_the_network_sees_each_frame_at_its_own_level covers it.
+PLAIN_REFERENCE_FAMILIES = ["ltxv", "wan21", "wan22_5b"]
 # measured on the tiny random-weight models: the uniform-level correction is exact to float error;
 # with mixed levels a frame also feels the other frames' timesteps through attention, which the
 # tiny random models keep below this bound
@@ -15,7 +19,8 @@ MIXED = 5e-5
 def mixed_and_plain(host, names, family, levels):
     adapter = pack_module("nodes.adapter")
     model, shape = load_family(host, names, family)
-    guider = adapter.prompt_guider(model, [fake_conditioning(host, 1)], fake_conditioning(host, 2), 3.0)
+    width = text_width(family)
+    guider = adapter.prompt_guider(model, [fake_conditioning(host, 1, width)], fake_conditioning(host, 2, width), 3.0)
     x = random_latent(shape)
     got = {}
 
@@ -37,7 +42,7 @@ def test_uniform_levels_equal_a_plain_call(comfy_inprocess, tiny_model_names, fa
     torch.testing.assert_close(got["mixed"], got["plain"][0], rtol=0, atol=EXACT)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", PLAIN_REFERENCE_FAMILIES)
 def test_mixed_levels_equal_plain_calls_frame_by_frame(comfy_inprocess, tiny_model_names, family):
     levels = torch.tensor([0.95, 0.7, 0.45, 0.2, 0.05])
     got = mixed_and_plain(comfy_inprocess, tiny_model_names, family, levels)
@@ -52,10 +57,65 @@ def test_mixed_levels_equal_plain_calls_frame_by_frame(comfy_inprocess, tiny_mod
     print(f"{got['family']}: worst per-frame error {worst:.2e} (levels far apart differ by {naive:.2e})")
 
 
+def network_view(host, names, family, levels):
+    """A mixed-level call's x0, with the input, timestep and output its network saw and gave."""
+    import comfy.patcher_extension as patcher_extension
+
+    adapter = pack_module("nodes.adapter")
+    model, shape = load_family(host, names, family)
+    width = text_width(family)
+    # cfg 1: ComfyUI makes a single conditional call, so the network output is the whole prediction
+    guider = adapter.prompt_guider(model, [fake_conditioning(host, 1, width)], fake_conditioning(host, 2, width), 1.0)
+    x = random_latent(shape)
+    seen = {}
+
+    def capture(executor, network_input, timestep, *args, **kwargs):
+        output = executor(network_input, timestep, *args, **kwargs)
+        seen.update(input=network_input.float().cpu(), timestep=timestep.float().cpu(), output=output.float().cpu())
+        return output
+
+    def body(denoise, sigmas):
+        # added after the adapter's own wrapper, so it runs inside it and sees the final timestep
+        patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
+        seen["x0"] = denoise(x, levels[None]).cpu()
+        seen["model_sampling"] = denoise.model_sampling
+
+    adapter.run_with_framewise_denoiser(guider, shape, torch.tensor([1.0, 0.0]), 0, body)
+    return x, seen
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_network_sees_each_frame_at_its_own_level(comfy_inprocess, tiny_model_names, family):
+    levels = torch.tensor([0.95, 0.7, 0.45, 0.2, 0.05])
+    x, seen = network_view(comfy_inprocess, tiny_model_names, family, levels)
+    ms = seen["model_sampling"]
+    frames = x.movedim(2, 0)  # frames first: ComfyUI's formulas take one sigma per leading row
+    # extra input channels after the latent's are the family's concat conditioning
+    input_error = (seen["input"][:, : x.shape[1]] - ms.calculate_input(levels, frames).movedim(0, 2)).abs().max().item()
+    timestep = seen["timestep"].reshape(x.shape[0], len(levels), -1)
+    timestep_error = (timestep - ms.timestep(levels)[None, :, None]).abs().max().item()
+    x0 = ms.calculate_denoised(levels, seen["output"].movedim(2, 0), frames).movedim(0, 2)
+    x0_error = (seen["x0"] - x0).abs().max().item()
+    print(f"{family}: input {input_error:.1e}, timestep {timestep_error:.1e} (of {timestep.max():.3g}), x0 {x0_error:.1e}")
+    assert input_error < 1e-6
+    assert timestep_error < 1e-6 * max(1.0, timestep.max().item())
+    assert x0_error < EXACT
+
+
+def test_cosmos_predict2_marks_the_clean_frames_of_a_window_as_given(comfy_inprocess, tiny_model_names):
+    levels = torch.tensor([0.0, 0.0, 0.9, 0.5, 0.2])
+    x, seen = network_view(comfy_inprocess, tiny_model_names, "cosmos_predict2", levels)
+    marks = seen["input"][:, x.shape[1]:]
+    assert marks.shape[1] == 1
+    torch.testing.assert_close(marks, (levels == 0).float().view(1, 1, -1, 1, 1).expand_as(marks), rtol=0, atol=0)
+    assert (seen["timestep"][:, :2] == 0).all() and (seen["timestep"][:, 2:] > 0).all()
+    torch.testing.assert_close(seen["x0"][:, :, :2], x[:, :, :2], rtol=0, atol=1e-6)
+
+
 def test_families_are_named(comfy_inprocess, tiny_model_names):
     adapter = pack_module("nodes.adapter")
     names = {family: adapter.model_family(load_family(comfy_inprocess, tiny_model_names, family)[0].model).name for family in FAMILIES}
-    assert names == {"ltxv": "LTX-Video", "wan21": "Wan 2.1 / Wan 2.2 A14B", "wan22_5b": "Wan 2.2 TI2V-5B"}
+    assert names == {"ltxv": "LTX-Video", "wan21": "Wan 2.1 / Wan 2.2 A14B", "wan22_5b": "Wan 2.2 TI2V-5B", "cosmos_predict2": "Cosmos Predict2"}
 
 
 def test_an_unsupported_model_gets_a_clear_error(comfy_inprocess, tiny_model_names):

@@ -14,6 +14,7 @@ CASES = {
     "wan21": ("fifo_wan21_t2v_1.3B", {}, lambda n: 4 * (n - 1) + 1),
     "wan22_5b": ("fifo_wan21_t2v_1.3B", {"wan22_5b": True}, lambda n: 4 * (n - 1) + 1),
     "ltxv": ("fifo_ltxv", {}, lambda n: 8 * (n - 1) + 1),
+    "cosmos_predict2": ("fifo_cosmos_predict2_2b", {}, lambda n: 4 * (n - 1) + 1),
 }
 
 

@@ -11,7 +11,7 @@ from tiny_workflows import node_of_type, tiny_workflow
 
 SEARCH = "LongVideoKStepNoiseSearch"
 # family -> (workflow, chunk_length of the tests, latent channels)
-CASES = {"ltxv": ("kstep_ltxv", 9, 128), "wan22_5b": ("kstep_wan22_5b", 5, 48)}
+CASES = {"ltxv": ("kstep_ltxv", 9, 128), "wan22_5b": ("kstep_wan22_5b", 5, 48), "cosmos_predict2": ("kstep_cosmos_predict2_2b", 5, 16)}
 TEST_SEARCH = {"width": 64, "height": 64, "chunks": 2, "candidates": 3, "preview_steps": 2, "steps": 3, "seed": 40}
 CHUNK_LINE = re.compile(r"chunk (\d+): seed (\d+) chosen \(score (-?[\d.]+)\) from (.*)")
 
@@ -121,7 +121,7 @@ def test_wan_i2v_with_clip_vision_conditioning(comfy_inprocess, tiny_model_names
         ({"guide_frames": 3}, r"guide_frames 3 is not one"),
         ({"clip_vision": None}, r"Connect a scorer"),
         ({"unet_name": "wan21"}, r"text-to-video \(16 input channels\)"),
-        ({"unet_name": "unsupported_video"}, r"LTX-Video, Wan 2.2 TI2V-5B and Wan 2.1 / Wan 2.2 A14B I2V; this model is"),
+        ({"unet_name": "unsupported_video"}, r"Wan 2.1 / Wan 2.2 A14B I2V and Cosmos Predict2 video2world; this model is"),
     ],
 )
 def test_clear_errors(comfy_inprocess, tiny_model_names, change, message):
@@ -133,6 +133,11 @@ def test_clear_errors(comfy_inprocess, tiny_model_names, change, message):
         search.pop(key) if value is None else search.update({key: value})
     with pytest.raises(AssertionError, match=message):
         run_search(comfy_inprocess, prompt)
+
+
+def test_cosmos_predict2_takes_one_guide_frame(comfy_inprocess, tiny_model_names):
+    with pytest.raises(AssertionError, match=r"Cosmos Predict2 video2world conditions a chunk on a single frame.*not 5"):
+        run_search(comfy_inprocess, search_prompt(tiny_model_names, "cosmos_predict2", guide_frames=5, chunk_length=9))
 
 
 @pytest.mark.parametrize("family", CASES)

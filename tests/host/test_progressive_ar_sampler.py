@@ -15,6 +15,7 @@ CASES = {
     "ltxv": ("pavdm_ltxv", {}, ["1", 2], lambda n: 8 * (n - 1) + 1),
     "wan21": ("pavdm_wan22_5b_extend", {"wan21": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
     "wan22_5b": ("pavdm_wan22_5b_extend", {"wan22_5b": True}, ["3", 0], lambda n: 4 * (n - 1) + 1),
+    "cosmos_predict2": ("pavdm_cosmos_predict2_2b_extend", {}, ["3", 0], lambda n: 4 * (n - 1) + 1),
 }
 
 

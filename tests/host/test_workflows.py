@@ -18,12 +18,15 @@ STITCHED_CHUNKS = 2
 # Frames of each workflow's video on tiny models (length 5 latent frames; k-step: 2 chunks of 9;
 # stitcher: 2 chunks of 9 sharing 2). LTX-Video: 8 x (5 - 1) + 1; Wan: 4 x (5 - 1) + 1.
 EXPECTED_FRAMES = {
+    "fifo_cosmos_predict2_2b": 17,
     "fifo_ltxv": 33,
     "fifo_wan21_t2v_1.3B": 17,
     "fifo_wan22_5b_to_file": 17,
+    "pavdm_cosmos_predict2_2b_extend": 17,
     "pavdm_ltxv": 33,
     "pavdm_wan21_t2v_1.3B_prompt_schedule": 17,
     "pavdm_wan22_5b_extend": 17,
+    "kstep_cosmos_predict2_2b": 9 + 8,
     "kstep_ltxv": 9 + 8,  # the second chunk drops its 1 repeated guide frame
     "kstep_wan22_5b": 9 + 4,  # a 5-frame guide tail: 5 repeated frames dropped
     "stitch_chunks": STITCHED_CHUNKS * TEST_STITCH["chunk_length"] - TEST_STITCH["overlap"],

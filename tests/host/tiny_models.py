@@ -129,6 +129,34 @@ HUNYUAN_VIDEO = {
 }
 
 
+# Cosmos Predict2 video2world (17 input channels: the latent and the conditioning-frame mask).
+# The loader reads only model_channels from the file and takes 10 blocks and 16 heads from the
+# module's defaults unless that is 2048 or 5120; RoPE splits each head in thirds and needs at least
+# 4 dimensions per axis, so 12 per head (192 channels) is the smallest that builds.
+COSMOS_PREDICT2 = {
+    "max_img_h": 240,
+    "max_img_w": 240,
+    "max_frames": 128,
+    "in_channels": 17,
+    "out_channels": 16,
+    "patch_spatial": 2,
+    "patch_temporal": 1,
+    "concat_padding_mask": True,
+    "model_channels": 192,
+    "num_blocks": 10,
+    "num_heads": 16,
+    "crossattn_emb_channels": 1024,
+    "pos_emb_cls": "rope3d",
+    "pos_emb_learnable": True,
+    "pos_emb_interpolation": "crop",
+    "min_fps": 1,
+    "max_fps": 30,
+    "use_adaln_lora": True,
+    "adaln_lora_dim": 256,
+    "rope_enable_fps_modulation": False,
+}
+
+
 def _skip_init_ops():
     import comfy.ops
     return comfy.ops.disable_weight_init
@@ -174,6 +202,11 @@ def _open_clip() -> torch.nn.Module:
 def _hunyuan_video() -> torch.nn.Module:
     from comfy.ldm.hunyuan_video.model import HunyuanVideo
     return HunyuanVideo(**HUNYUAN_VIDEO, operations=_skip_init_ops())
+
+
+def _cosmos_predict2() -> torch.nn.Module:
+    from comfy.ldm.cosmos.predict2 import MiniTrainDIT
+    return MiniTrainDIT(**COSMOS_PREDICT2, operations=_skip_init_ops())
 
 
 @dataclass(frozen=True)
@@ -234,6 +267,10 @@ TINY_MODELS = (
     TinyModel(
         role="wan21_i2v", folder="diffusion_models", filename="tiny_wan21_i2v.safetensors", seed=7,
         parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
+    ),
+    TinyModel(
+        role="cosmos_predict2", folder="diffusion_models", filename="tiny_cosmos_predict2.safetensors", seed=10,
+        parts=(Part(_cosmos_predict2, COSMOS_PREDICT2, dtype=torch.float16),),
     ),
     TinyModel(
         role="clip_vision", folder="clip_vision", filename="tiny_clip_vision.safetensors", seed=8,

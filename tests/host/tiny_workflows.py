@@ -15,9 +15,12 @@ TINY_FILE_ROLE = {
     "wan2.2_vae.safetensors": "taew22",
     "clip_vision_h.safetensors": "clip_vision",
     "open_clip_vit_b_32_openai.safetensors": "open_clip",
+    "cosmos_predict2_2B_video2world_480p_16fps.safetensors": "cosmos_predict2",
 }
 # Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
-OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors")
+OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors")
+# width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL
+TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096}
 FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint")
 TEST_SIZES = {"width": 64, "height": 64}
 TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "preview_steps": 2, "steps": 3}
@@ -39,6 +42,7 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
     """
     prompt = copy.deepcopy(load_api_workflow(name))
     progressive = any(node["class_type"] == "LongVideoProgressiveARSampler" for node in prompt.values())
+    text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] for node_id, node in prompt.items() if node["class_type"] == "CLIPLoader"}
     for node_id, node in list(prompt.items()):
         inputs = node["inputs"]
         for key in FILE_INPUTS:
@@ -48,8 +52,9 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
         if kind == "CLIPLoader":
             del prompt[node_id]
         elif kind == "CLIPTextEncode":
-            node.update(class_type="LongVideoTestConditioning", inputs={"width": 4096, "tokens": 8, "seed": int(node_id), "scale": 1.0})
-        elif kind.startswith("Empty") or kind == "Wan22ImageToVideoLatent":
+            width = text_width[inputs["clip"][0]]
+            node.update(class_type="LongVideoTestConditioning", inputs={"width": width, "tokens": 8, "seed": int(node_id), "scale": 1.0})
+        elif kind.startswith("Empty") or kind in ("Wan22ImageToVideoLatent", "CosmosPredict2ImageToVideoLatent"):
             inputs.update(TEST_SIZES)
         elif kind in ("BasicScheduler", "LTXVScheduler"):
             inputs["steps"] = chunk_size * window_chunks if progressive else window * partitions
@@ -112,7 +117,8 @@ def node_of_type(prompt: dict, class_type: str) -> str:
 def add_prompt_schedule(prompt: dict, sampler_id: str, switch_frame: int) -> None:
     """Give the sampler a second prompt from ``switch_frame`` on, through Prompt Frame Range nodes."""
     sampler = prompt[sampler_id]["inputs"]
-    prompt["81"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 77, "scale": 3.0}}
+    width = next(node["inputs"]["width"] for node in prompt.values() if node["class_type"] == "LongVideoTestConditioning")
+    prompt["81"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": width, "tokens": 8, "seed": 77, "scale": 3.0}}
     prompt["82"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": sampler["positive"], "start_frame": 0, "end_frame": switch_frame}}
     prompt["83"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["81", 0], "start_frame": switch_frame, "end_frame": -1}}
     prompt["84"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["82", 0], "conditioning_2": ["83", 0]}}
