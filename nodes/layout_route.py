@@ -30,24 +30,33 @@ def register_layout_route() -> bool:
 
 
 async def layout_handler(request: web.Request) -> web.Response:
+    """The layout, or {"error": why} with status 200 for widget values the sampler would refuse:
+    the editor sends whatever the user is typing, and that answer is drawn, not a failed request.
+    A malformed query gets status 400."""
     query = request.query
+    method = query.get("method")
     try:
-        method = query.get("method")
-        steps = _optional_int(query, "steps")
-        length = _optional_int(query, "length")
+        steps, length = _optional_int(query, "steps"), _optional_int(query, "length")
         if method == "diagonal_queue":
-            layout = QueueLayout(int(query["window"]), int(query.get("partitions", 1)), query.get("lookahead") == "true")
-            # the cost of a run is known only when the sampler makes its own first clip
-            first_clip = query.get("start", START_FROM_CLIP) == START_FROM_CLIP
-            return web.json_response(queue_summary(layout, steps, length if first_clip else None))
-        if method == "progressive_ar":
-            layout = ChunkLayout(int(query["chunk_size"]), int(query["window_chunks"]))
-            return web.json_response(window_summary(layout, steps, length))
-        return web.json_response({"error": f"Unknown method {method!r}: use diagonal_queue or progressive_ar."}, status=400)
+            sizes = int(query["window"]), int(query.get("partitions", 1))
+        elif method == "progressive_ar":
+            sizes = int(query["chunk_size"]), int(query["window_chunks"])
+        else:
+            return web.json_response({"error": f"Unknown method {method!r}: use diagonal_queue or progressive_ar."}, status=400)
     except KeyError as missing:
         return web.json_response({"error": f"Missing query parameter {missing}."}, status=400)
     except ValueError as error:
-        return web.json_response({"error": str(error)}, status=400)
+        return web.json_response({"error": f"Query parameters must be integers: {error}"}, status=400)
+    try:
+        if method == "diagonal_queue":
+            # the cost of a run is known only when the sampler makes its own first clip
+            first_clip = query.get("start", START_FROM_CLIP) == START_FROM_CLIP
+            summary = queue_summary(QueueLayout(*sizes, query.get("lookahead") == "true"), steps, length if first_clip else None)
+        else:
+            summary = window_summary(ChunkLayout(*sizes), steps, length)
+    except ValueError as refused:
+        return web.json_response({"error": str(refused)})
+    return web.json_response(summary)
 
 
 def _optional_int(query, name):
