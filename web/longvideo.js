@@ -190,7 +190,7 @@ function drawFilmstrip(ctx, node, x, y, width) {
   if (!frames.length) {
     ctx.fillStyle = "#888";
     ctx.textAlign = "center";
-    ctx.fillText("frames leaving the queue appear here during a run", x + width / 2, y + FILMSTRIP / 2);
+    ctx.fillText("frames leaving the sampler appear here during a run", x + width / 2, y + FILMSTRIP / 2);
     return;
   }
   const cell = width / FILMSTRIP_FRAMES;
