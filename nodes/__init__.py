@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension
 from .chunk_stitcher import ChunkStitcher
 from .clip_scoring import OpenCLIPLoader
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .layout_route import register_layout_route
 from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
 from .prompts import PromptFrameRange
@@ -31,4 +32,6 @@ class LongVideoExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> LongVideoExtension:
+    # ComfyUI calls this once, before the server adds its routes
+    register_layout_route()
     return LongVideoExtension()

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from ..samplers.frame_levels import FRAME_DIM
-from ..samplers.progressive_ar import ChunkLayout, chunk_count, chunk_schedule, generate
+from ..samplers.progressive_ar import ChunkLayout, call_count, chunk_count, generate
 from .adapter import FRAMES_AS_BATCH, host_layout, model_family, noise_space, run_with_framewise_denoiser, to_host_space, to_model_space, video_layout
 from .prompts import CATEGORY, FrameProgress, guidance_inputs, guider_and_schedule
 
@@ -85,7 +85,7 @@ class _ProgressiveRun:
         model = self.patcher.model
         device = self.patcher.load_device
         steps = len(sigmas) - 1
-        calls = sum(1 for _ in chunk_schedule(chunk_count(self.length, self.layout.chunk), self.layout.window_chunks, steps))
+        calls = call_count(chunk_count(self.length, self.layout.chunk), self.layout.window_chunks, steps)
         progress = FrameProgress(calls, self.patcher)
         context = None if self.context is None else to_model_space(model, self.context.to(device))
         chunks = generate(

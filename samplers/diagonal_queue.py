@@ -92,14 +92,31 @@ class QueueLayout:
         return now, nxt
 
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
-        if sigmas.ndim != 1 or len(sigmas) != self.levels + 1:
-            given = len(sigmas) if sigmas.ndim == 1 else tuple(sigmas.shape)
-            raise ValueError(
-                f"The queue holds window x partitions = {self.window} x {self.partitions} = {self.levels} noise "
-                f"levels, so SIGMAS must have {self.levels + 1} values ({self.levels} steps), but it has {given}. "
-                f"Set the scheduler's steps to {self.levels}, or change the window or partitions."
-            )
+        if sigmas.ndim != 1:
+            raise ValueError(f"SIGMAS must be a 1-D schedule, but it has shape {tuple(sigmas.shape)}.")
+        problem = self.steps_problem(len(sigmas) - 1)
+        if problem:
+            raise ValueError(problem)
         check_schedule(sigmas, "queue")
+
+    def steps_problem(self, steps: int) -> Optional[str]:
+        """Why a schedule of ``steps`` steps does not fit the queue, or None when it does."""
+        if steps == self.levels:
+            return None
+        return (
+            f"The queue holds window x partitions = {self.window} x {self.partitions} = {self.levels} noise "
+            f"levels, so SIGMAS must have {self.levels + 1} values ({self.levels} steps), but it has {steps + 1} "
+            f"values ({steps} steps). "
+            f"Set the scheduler's steps to {self.levels}, or change the window or partitions."
+        )
+
+    def in_flight_counts(self, total: int) -> Iterator[int]:
+        """Frames in flight at each of the ``total`` iterations: the queue is full, then drains (flush)."""
+        in_flight = min(self.levels, total)
+        for position in range(total):
+            yield in_flight
+            if position + self.levels >= total:
+                in_flight -= 1
 
 
 def initial_queue(
@@ -142,10 +159,9 @@ def run_queue(
     (flush), so the last frames are finished and no model call is spent on frames nobody keeps.
     """
     context = layout.context_slots
-    in_flight = min(layout.levels, total)
-    queue = queue[:, :, : context + in_flight]
+    queue = queue[:, :, : context + min(layout.levels, total)]
     now, nxt = (level.to(queue) for level in layout.slot_sigmas(sigmas))
-    for position in range(total):
+    for position, in_flight in enumerate(layout.in_flight_counts(total)):
         queue = _advance(
             denoise, queue, now, nxt, layout, in_flight, position, space, eta, generator, batch_windows, prompt_of_position
         )
@@ -153,8 +169,6 @@ def run_queue(
         enqueue = position + layout.levels < total
         tail = [fresh_noise(queue[:, :, :1].shape, generator, queue) * sigmas[0]] if enqueue else []
         queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
-        if not enqueue:
-            in_flight -= 1
 
 
 def _advance(denoise, queue, now, nxt, layout, in_flight, first_position, space, eta, generator, batch_windows, prompt_of_position):

@@ -49,20 +49,32 @@ class ChunkLayout:
         return (len(sigmas) - 1) // self.window_chunks
 
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
-        steps = len(sigmas) - 1 if sigmas.ndim == 1 else -1
-        if steps < 1 or steps % self.window_chunks:
-            given = f"{steps} steps" if steps >= 0 else f"shape {tuple(sigmas.shape)}"
-            raise ValueError(
-                f"SIGMAS has {given}, but the window holds {self.window_chunks} noisy chunks, so the steps must be a "
-                f"multiple of {self.window_chunks}: every steps / window chunks model calls the oldest chunk is finished "
-                f"and a new one enters. PA-VDM uses one step per noisy latent frame: chunk x window chunks = "
-                f"{self.chunk} x {self.window_chunks} = {self.noisy_frames} steps."
-            )
+        if sigmas.ndim != 1:
+            raise ValueError(f"SIGMAS must be a 1-D schedule, but it has shape {tuple(sigmas.shape)}.")
+        problem = self.steps_problem(len(sigmas) - 1)
+        if problem:
+            raise ValueError(problem)
         check_schedule(sigmas, "window")
+
+    def steps_problem(self, steps: int) -> Optional[str]:
+        """Why a schedule of ``steps`` steps does not fit the window, or None when it does."""
+        if steps >= 1 and steps % self.window_chunks == 0:
+            return None
+        return (
+            f"SIGMAS has {steps} steps, but the window holds {self.window_chunks} noisy chunks, so the steps must be a "
+            f"multiple of {self.window_chunks}: every steps / window chunks model calls the oldest chunk is finished "
+            f"and a new one enters. PA-VDM uses one step per noisy latent frame: chunk x window chunks = "
+            f"{self.chunk} x {self.window_chunks} = {self.noisy_frames} steps."
+        )
 
 
 def chunk_count(num_frames: int, chunk: int) -> int:
     return -(-num_frames // chunk)
+
+
+def call_count(num_chunks: int, window_chunks: int, steps: int) -> int:
+    """Model calls (window steps) that make ``num_chunks`` chunks."""
+    return steps // window_chunks * (num_chunks + window_chunks - 1)
 
 
 def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[list[tuple[int, int]]]:
@@ -72,7 +84,7 @@ def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[
     it is finished after the call in which ``r == 1``.
     """
     shift = steps // window_chunks
-    for call in range(shift * (num_chunks + window_chunks - 1)):
+    for call in range(call_count(num_chunks, window_chunks, steps)):
         entered = min(num_chunks, call // shift + 1)
         yield [(j, steps - (call - j * shift)) for j in range(entered) if call - j * shift < steps]
 

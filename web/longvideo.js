@@ -1,0 +1,317 @@
+// Draws, on the Diagonal Queue Sampler and Progressive AR Sampler nodes, the queue or window that
+// the current widget values give, and a filmstrip of the frames that leave it during a run.
+// The layout itself comes from the pack's GET /longvideo/layout (computed by the samplers' own
+// Python code); nothing of the schedules is re-implemented here.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const QUEUE_SAMPLER = "LongVideoDiagonalQueueSampler";
+const WINDOW_SAMPLER = "LongVideoProgressiveARSampler";
+const FETCH_DELAY_MS = 150;
+const FILMSTRIP_FRAMES = 6;
+
+const MARGIN = 12;
+const HEADER = 16;
+const BARS = 40;
+const GROUP_LABELS = 12;
+const WINDOW_ROW = 7;
+const TEXT_LINE = 13;
+const WARNING_LINES = 5;
+const FILMSTRIP = 56;
+const AREA_HEIGHT = HEADER + BARS + GROUP_LABELS + 2 * WINDOW_ROW + 6 + 2 * TEXT_LINE + WARNING_LINES * TEXT_LINE + FILMSTRIP + 8;
+
+const CLEAN = [76, 175, 80];
+const LOW_NOISE = [66, 133, 244];
+const HIGH_NOISE = [234, 108, 62];
+
+function widgetValue(node, name) {
+  return node?.widgets?.find((w) => w.name === name)?.value;
+}
+
+function inputNode(node, name) {
+  const slot = node.inputs?.findIndex((input) => input.name === name) ?? -1;
+  let source = slot < 0 ? null : node.getInputNode(slot);
+  // frontend-only Reroute nodes pass the link through
+  while (source?.type === "Reroute") source = source.getInputNode(0);
+  return source;
+}
+
+// Schedulers with a `steps` widget (BasicScheduler, LTXVScheduler, KarrasScheduler, ...) give
+// steps + 1 sigmas. A steps value that comes through a link is not known before the run.
+function schedulerSteps(node) {
+  const scheduler = inputNode(node, "sigmas");
+  const stepsLinked = scheduler?.inputs?.some((input) => input.widget?.name === "steps" && input.link != null);
+  const steps = widgetValue(scheduler, "steps");
+  return stepsLinked || typeof steps !== "number" ? null : steps;
+}
+
+// The option chain runs upstream from the sampler; like the Python nodes, the option node nearest
+// to the sampler wins.
+function queueOptions(node) {
+  const options = { partitions: 1, lookahead: false };
+  const seen = { partitions: false, lookahead: false };
+  for (let source = inputNode(node, "options"); source; source = inputNode(source, "options")) {
+    if (source.type === "LongVideoLatentPartition" && !seen.partitions && !source.mode) {
+      options.partitions = widgetValue(source, "partitions");
+      seen.partitions = true;
+    }
+    if (source.type === "LongVideoLookahead" && !seen.lookahead && !source.mode) {
+      options.lookahead = Boolean(widgetValue(source, "enabled"));
+      seen.lookahead = true;
+    }
+  }
+  return options;
+}
+
+function layoutQuery(node) {
+  const query = { length: widgetValue(node, "length") };
+  if (node.type === QUEUE_SAMPLER) {
+    const { partitions, lookahead } = queueOptions(node);
+    Object.assign(query, {
+      method: "diagonal_queue",
+      window: widgetValue(node, "window"),
+      start: widgetValue(node, "start"),
+      partitions,
+      lookahead,
+    });
+  } else {
+    Object.assign(query, {
+      method: "progressive_ar",
+      chunk_size: widgetValue(node, "chunk_size"),
+      window_chunks: widgetValue(node, "window_chunks"),
+    });
+  }
+  const steps = schedulerSteps(node);
+  if (steps != null) query.steps = steps;
+  return new URLSearchParams(query).toString();
+}
+
+// Called on every draw: the values can change on this node or on any node linked to it, and a
+// draw follows each such change, so comparing the query is the one place that sees them all.
+function refreshLayout(node) {
+  const query = layoutQuery(node);
+  if (query === node.longVideoQuery) return;
+  node.longVideoQuery = query;
+  clearTimeout(node.longVideoTimer);
+  node.longVideoTimer = setTimeout(() => fetchLayout(node, query), FETCH_DELAY_MS);
+}
+
+async function fetchLayout(node, query) {
+  let layout;
+  try {
+    const answer = await api.fetchApi(`/longvideo/layout?${query}`);
+    layout = await answer.json();
+  } catch (error) {
+    layout = { error: `The layout could not be fetched: ${error}` };
+  }
+  if (query !== node.longVideoQuery) return; // a newer request is on its way
+  node.longVideoLayout = layout;
+  node.longVideoLayoutQuery = query;
+  node.setDirtyCanvas(true, true);
+}
+
+function rgb(colour) {
+  return `rgb(${colour.map(Math.round).join(",")})`;
+}
+
+function slotColour(stepsLeft, levels) {
+  const t = stepsLeft / levels;
+  return rgb(stepsLeft === 0 ? CLEAN : LOW_NOISE.map((value, i) => value + (HIGH_NOISE[i] - value) * t));
+}
+
+function wrap(ctx, text, width) {
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const candidate = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(candidate).width > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = candidate;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+function formatCost(layout) {
+  const perFrame = Number.isInteger(layout.calls_per_frame) ? layout.calls_per_frame : layout.calls_per_frame.toFixed(2);
+  const run = layout.run_calls == null ? "" : ` · run: ${layout.run_calls} calls`;
+  return `${perFrame} model call${perFrame == 1 ? "" : "s"} of ${layout.frames_per_call} frames per output latent frame${run}`;
+}
+
+function drawSlots(ctx, layout, x, y, width) {
+  const slots = layout.steps_left.length;
+  const slotWidth = width / slots;
+  for (let i = 0; i < slots; i++) {
+    const height = Math.max(2, (BARS * layout.steps_left[i]) / layout.levels);
+    ctx.fillStyle = slotColour(layout.steps_left[i], layout.levels);
+    ctx.fillRect(x + i * slotWidth, y + BARS - height, Math.max(1, slotWidth - (slotWidth > 3 ? 1 : 0)), height);
+  }
+  // group boundaries (partitions or chunks) with their numbers
+  ctx.strokeStyle = "#ddd";
+  ctx.fillStyle = "#bbb";
+  ctx.font = "10px sans-serif";
+  ctx.textAlign = "center";
+  for (let i = 0; i < slots; i++) {
+    const group = layout.group[i];
+    if (i > 0 && group === layout.group[i - 1]) continue;
+    const groupEnd = layout.group.lastIndexOf(group) + 1;
+    if (i > 0) {
+      ctx.beginPath();
+      ctx.moveTo(x + i * slotWidth, y - 2);
+      ctx.lineTo(x + i * slotWidth, y + BARS + 2);
+      ctx.stroke();
+    }
+    const label = group < 0 ? "clean" : `${layout.group_name[0].toUpperCase()}${group + 1}`;
+    if ((groupEnd - i) * slotWidth > ctx.measureText(label).width) {
+      ctx.fillText(label, x + ((i + groupEnd) / 2) * slotWidth, y + BARS + GROUP_LABELS - 2);
+    }
+  }
+  return slotWidth;
+}
+
+function drawWindows(ctx, layout, x, y, slotWidth) {
+  // overlapping windows (lookahead) alternate between two rows
+  layout.windows.forEach((w, k) => {
+    const rowY = y + (k % 2) * WINDOW_ROW;
+    ctx.fillStyle = "rgba(200,200,200,0.6)";
+    ctx.fillRect(x + w.start * slotWidth, rowY + 2, (w.write_start - w.start) * slotWidth, 2);
+    ctx.fillStyle = k % 2 ? "#e0c050" : "#f0f0f0";
+    ctx.fillRect(x + w.write_start * slotWidth, rowY + 1, (w.stop - w.write_start) * slotWidth - 1, 4);
+  });
+}
+
+function drawFilmstrip(ctx, node, x, y, width) {
+  const frames = node.longVideoPreviews ?? [];
+  ctx.strokeStyle = "#555";
+  ctx.strokeRect(x, y, width, FILMSTRIP - 4);
+  if (!frames.length) {
+    ctx.fillStyle = "#888";
+    ctx.textAlign = "center";
+    ctx.fillText("frames leaving the sampler appear here during a run", x + width / 2, y + FILMSTRIP / 2);
+    return;
+  }
+  const cell = width / FILMSTRIP_FRAMES;
+  frames.forEach((frame, i) => {
+    if (!frame.image.complete || !frame.image.naturalWidth) return;
+    const scale = Math.min((cell - 4) / frame.image.naturalWidth, (FILMSTRIP - 8) / frame.image.naturalHeight);
+    const w = frame.image.naturalWidth * scale;
+    const h = frame.image.naturalHeight * scale;
+    ctx.drawImage(frame.image, x + i * cell + (cell - w) / 2, y + (FILMSTRIP - 4 - h) / 2, w, h);
+  });
+}
+
+function drawLayout(ctx, node, widgetWidth, top) {
+  refreshLayout(node);
+  const layout = node.longVideoLayout;
+  const x = MARGIN;
+  const width = widgetWidth - 2 * MARGIN;
+  ctx.save();
+  ctx.font = "11px sans-serif";
+  ctx.textAlign = "left";
+  ctx.fillStyle = "#ccc";
+  let y = top + 11;
+  if (!layout) {
+    ctx.fillText("layout: loading...", x, y);
+  } else if (layout.error) {
+    ctx.fillStyle = "#ff7070";
+    wrap(ctx, layout.error, width).slice(0, WARNING_LINES + 2).forEach((line, i) => ctx.fillText(line, x, y + i * TEXT_LINE));
+  } else {
+    const what = layout.method === "diagonal_queue" ? "queue" : "window";
+    const groups = new Set(layout.group.filter((g) => g >= 0)).size;
+    const lookahead = layout.method === "diagonal_queue" && layout.context_slots ? ", lookahead" : "";
+    ctx.fillText(`${what}: ${layout.steps_left.length} slots, ${layout.levels} noise levels, ${groups} ${layout.group_name}s${lookahead}`, x, y);
+    y = top + HEADER;
+    const slotWidth = drawSlots(ctx, layout, x, y, width);
+    y += BARS + GROUP_LABELS;
+    drawWindows(ctx, layout, x, y, slotWidth);
+    y += 2 * WINDOW_ROW + 6 + 9;
+    ctx.font = "11px sans-serif";
+    ctx.textAlign = "left";
+    ctx.fillStyle = "#ccc";
+    ctx.fillText(formatCost(layout), x, y);
+    y += TEXT_LINE;
+    const steps = layout.steps == null ? "not known (no steps widget on the linked scheduler)" : String(layout.steps);
+    if (layout.steps_warning) ctx.fillStyle = "#ff7070";
+    ctx.fillText(`scheduler steps: ${steps}; needed: ${layout.steps_needed}`, x, y);
+    if (layout.steps_warning) {
+      const lines = wrap(ctx, layout.steps_warning, width);
+      if (lines.length > WARNING_LINES) lines.splice(WARNING_LINES - 1, Infinity, `${lines[WARNING_LINES - 1]}…`);
+      lines.forEach((line, i) => ctx.fillText(line, x, y + (i + 1) * TEXT_LINE));
+    }
+  }
+  drawFilmstrip(ctx, node, x, top + AREA_HEIGHT - FILMSTRIP, width);
+  ctx.restore();
+}
+
+function addLayoutWidget(node) {
+  node.addCustomWidget({
+    name: "longvideo_layout",
+    type: "longvideo_layout",
+    value: null,
+    serialize: false,
+    options: { serialize: false },
+    draw(ctx, drawnNode, widgetWidth, y) {
+      drawLayout(ctx, drawnNode, widgetWidth, y);
+    },
+    computeSize(width) {
+      return [width ?? 0, AREA_HEIGHT];
+    },
+  });
+}
+
+function fitContent(node) {
+  const needed = node.computeSize();
+  node.setSize([Math.max(node.size[0], needed[0]), Math.max(node.size[1], needed[1])]);
+}
+
+// Preview ids are execution ids: "node" at the top level, "subgraph node:...:node" inside subgraphs.
+function nodeOfExecutionId(executionId) {
+  const path = String(executionId).split(":");
+  let graph = app.rootGraph ?? app.graph;
+  for (const id of path.slice(0, -1)) graph = graph?.getNodeById(id)?.subgraph;
+  return graph?.getNodeById(path[path.length - 1]);
+}
+
+function addPreview({ detail }) {
+  const node = nodeOfExecutionId(detail.displayNodeId ?? detail.nodeId);
+  if (node?.type !== QUEUE_SAMPLER && node?.type !== WINDOW_SAMPLER) return;
+  if (node.longVideoPromptId !== detail.promptId) {
+    node.longVideoPreviews?.forEach((frame) => URL.revokeObjectURL(frame.image.src));
+    node.longVideoPreviews = [];
+    node.longVideoPreviewCount = 0;
+    node.longVideoPromptId = detail.promptId;
+  }
+  const image = new Image();
+  image.onload = () => node.setDirtyCanvas(true, false);
+  image.src = URL.createObjectURL(detail.blob);
+  node.longVideoPreviews.push({ image });
+  node.longVideoPreviewCount += 1;
+  while (node.longVideoPreviews.length > FILMSTRIP_FRAMES) URL.revokeObjectURL(node.longVideoPreviews.shift().image.src);
+}
+
+app.registerExtension({
+  name: "ComfyUI-LongVideo.Layout",
+  setup() {
+    api.addEventListener("b_preview_with_metadata", addPreview);
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== QUEUE_SAMPLER && nodeData.name !== WINDOW_SAMPLER) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const result = onNodeCreated?.apply(this, arguments);
+      addLayoutWidget(this);
+      fitContent(this);
+      return result;
+    };
+    // a saved workflow brings its own, possibly smaller, node size
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const result = onConfigure?.apply(this, arguments);
+      fitContent(this);
+      return result;
+    };
+  },
+});
