@@ -299,3 +299,34 @@ def test_filmstrip_shows_the_frames_that_leave_the_sampler(editor, comfy_server,
     assert changed_pixels(empty, editor.drawing(sampler, "filmstrip")) > 100
     editor.screenshot(tmp_path, f"filmstrip_{workflow}")
     assert editor.extension_errors() == []
+
+
+EXAMPLES = sorted(p.stem for p in (PACK_ROOT / "example_workflows").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_opens_in_the_editor_and_queues_its_api_twin(editor, name):
+    """The editor's own conversion (graphToPrompt) of the opened example is the shipped API twin.
+
+    Inputs the server does not declare are left out: the frontend adds display-only widgets (Preview
+    Any's preview text) to what it queues, and the server ignores them.
+    """
+    editor.load_workflow(name)
+    opened = editor.page.evaluate(
+        """async () => {
+            const missing = app.graph.nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
+            const { output } = await app.graphToPrompt();
+            return { missing, output };
+        }""")
+    assert opened["missing"] == []
+    api = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    object_info = editor.server.object_info()
+
+    def declared(node):
+        inputs = object_info[node["class_type"]]["input"]
+        names = {**inputs.get("required", {}), **inputs.get("optional", {})}
+        return {"class_type": node["class_type"], "inputs": {k: v for k, v in node["inputs"].items() if k in names}}
+
+    assert {i: declared(n) for i, n in opened["output"].items()} == {i: declared(n) for i, n in api.items()}
+    assert all(declared(n) == {"class_type": n["class_type"], "inputs": n["inputs"]} for n in api.values())
+    assert editor.extension_errors() == []
