@@ -969,9 +969,9 @@ def failure_text(status: dict) -> str:
 
 EPILOG = """\
 examples:
-  %(prog)s workflows/api/fifo_ltxv.json --prompt "a paper boat on a rainy street" --frames 64 --seed 7
-  %(prog)s workflows/api/pavdm_ltxv.json --model ltx-video-2b-v0.9.5.safetensors=my_ltxv.safetensors
-  %(prog)s workflows/api/kstep_ltxv.json --set 11.chunks=3 --download ./videos
+  python cli/run_workflow.py workflows/api/fifo_ltxv.json --prompt "a paper boat on a rainy street" --frames 64 --seed 7
+  python cli/run_workflow.py workflows/api/pavdm_ltxv.json --model ltx-video-2b-v0.9.5.safetensors=my_ltxv.safetensors
+  python cli/run_workflow.py workflows/api/kstep_ltxv.json --set 11.chunks=3 --download ./videos
 
 exit codes: 0 success; 1 ComfyUI rejected the prompt, it failed, it was interrupted from elsewhere
 or --timeout passed; 2 usage or file errors, or no ComfyUI at --server; 130 Ctrl-C (the prompt is
