@@ -129,7 +129,7 @@ def test_the_pack_imports_in_process_without_errors(comfy_inprocess):
 
 
 def test_in_process_host_registers_the_test_nodes_without_the_repo_on_sys_path(comfy_inprocess):
-    assert comfy_inprocess.test_nodes == ["LongVideoTestCLIPVisionLoader", "LongVideoTestConditioning", "LongVideoTestEncodingTAE", "LongVideoTestFailingVAE"]
+    assert comfy_inprocess.test_nodes == ["LongVideoTestCLIPVisionLoader", "LongVideoTestConditioning", "LongVideoTestEncodingTAE", "LongVideoTestFailingVAE", "LongVideoTestTextEncode"]
     assert str(PACK_ROOT) not in sys.path
 
 

@@ -2,6 +2,8 @@
 
 LongVideoTestConditioning stands in for a multi-GB text encoder: it returns a seeded random
 CONDITIONING of the width the video models expect (4096 for T5-XXL / UMT5 in LTXV and Wan).
+LongVideoTestTextEncode does the same from a `text` input, seeded by the text, so that a prompt
+changes the video the way a real text encoder's would, without one.
 LongVideoTestFailingVAE passes a VAE on that raises after a number of decodes, to test what a
 run that fails half-way leaves behind.
 LongVideoTestCLIPVisionLoader loads a tiny CLIP vision model whose config sits in the file's
@@ -12,6 +14,7 @@ Wan22ImageToVideoLatent can run on tiny models.
 import copy
 import json
 import tempfile
+import zlib
 
 import torch
 
@@ -38,6 +41,19 @@ class LongVideoTestConditioning:
         # LTXV needs an integer attention mask; the other models ignore it.
         extras = {"pooled_output": None, "attention_mask": torch.ones(1, tokens, dtype=torch.long)}
         return ([[embedding, extras]],)
+
+
+class LongVideoTestTextEncode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+    CATEGORY = "_for_testing/longvideo"
+
+    def encode(self, text):
+        return LongVideoTestConditioning().make(4096, 8, zlib.crc32(text.encode("utf-8")), 1.0)
 
 
 class _FailingVAE:
@@ -137,12 +153,14 @@ class _FramewiseUnshuffle(torch.nn.Module):
 
 NODE_CLASS_MAPPINGS = {
     "LongVideoTestConditioning": LongVideoTestConditioning,
+    "LongVideoTestTextEncode": LongVideoTestTextEncode,
     "LongVideoTestCLIPVisionLoader": LongVideoTestCLIPVisionLoader,
     "LongVideoTestEncodingTAE": LongVideoTestEncodingTAE,
     "LongVideoTestFailingVAE": LongVideoTestFailingVAE,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LongVideoTestConditioning": "LongVideo Test Conditioning",
+    "LongVideoTestTextEncode": "LongVideo Test Text Encode",
     "LongVideoTestCLIPVisionLoader": "LongVideo Test CLIP Vision Loader",
     "LongVideoTestEncodingTAE": "LongVideo Test Encoding TAE",
     "LongVideoTestFailingVAE": "LongVideo Test Failing VAE",
