@@ -22,6 +22,11 @@ sys.modules[_spec.name] = cli  # dataclasses look their module up by name
 _spec.loader.exec_module(cli)
 
 API_WORKFLOWS = sorted((ROOT / "workflows" / "api").glob("*.json"))
+# Shipped workflows without one prompt to replace: a prompt schedule, and stitching that has no prompt.
+WITHOUT_ONE_PROMPT = {
+    "pavdm_wan21_t2v_1.3B_prompt_schedule": "the positive conditioning comes from 2 text encoders",
+    "stitch_chunks": "no text encoder found",
+}
 
 
 def shipped(name):
@@ -77,7 +82,7 @@ def test_a_missing_file_is_a_usage_error(tmp_path):
 # --prompt / --negative
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", API_WORKFLOWS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", [p for p in API_WORKFLOWS if p.stem not in WITHOUT_ONE_PROMPT], ids=lambda path: path.stem)
 def test_prompt_and_negative_reach_the_text_encoders_of_every_shipped_workflow(path):
     workflow = cli.load_workflow(path)
     changed, changes = apply(workflow, prompt="a cat", negative="blurry")
@@ -87,6 +92,12 @@ def test_prompt_and_negative_reach_the_text_encoders_of_every_shipped_workflow(p
     assert changed["6"]["inputs"]["text"] == "blurry"
     assert [(change.node_id, change.input_name) for change in changes] == [("5", "text"), ("6", "text")]
     assert workflow["5"]["inputs"]["text"] != "a cat", "the loaded workflow must stay as it was"
+
+
+@pytest.mark.parametrize("name", sorted(WITHOUT_ONE_PROMPT))
+def test_prompt_is_refused_where_a_shipped_workflow_has_no_single_prompt(name):
+    with pytest.raises(cli.UsageError, match=WITHOUT_ONE_PROMPT[name]):
+        apply(shipped(name), prompt="a cat")
 
 
 def test_the_ltxv_workflow_really_routes_its_prompts_through_ltxv_conditioning():
