@@ -92,12 +92,7 @@ class QueueLayout:
         return now, nxt
 
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
-        if sigmas.ndim != 1:
-            raise ValueError(f"SIGMAS must be a 1-D schedule, but it has shape {tuple(sigmas.shape)}.")
-        problem = self.steps_problem(len(sigmas) - 1)
-        if problem:
-            raise ValueError(problem)
-        check_schedule(sigmas, "queue")
+        check_schedule(sigmas, "queue", self.steps_problem)
 
     def steps_problem(self, steps: int) -> Optional[str]:
         """Why a schedule of ``steps`` steps does not fit the queue, or None when it does."""

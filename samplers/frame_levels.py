@@ -30,8 +30,13 @@ def per_frame(levels: torch.Tensor, ndim: int = 5) -> torch.Tensor:
     return levels.view(levels.shape[0], 1, levels.shape[1], *([1] * (ndim - 3)))
 
 
-def check_schedule(sigmas: torch.Tensor, holder: str) -> None:
-    """A denoising schedule every level of which but the last holds a noisy frame."""
+def check_schedule(sigmas: torch.Tensor, holder: str, steps_problem: Callable[[int], Optional[str]]) -> None:
+    """A 1-D denoising schedule whose step count suits the holder, every level of which but the last holds a noisy frame."""
+    if sigmas.ndim != 1:
+        raise ValueError(f"SIGMAS must be a 1-D schedule, but it has shape {tuple(sigmas.shape)}.")
+    problem = steps_problem(len(sigmas) - 1)
+    if problem:
+        raise ValueError(problem)
     if bool((sigmas[1:] > sigmas[:-1]).any()):
         raise ValueError(f"SIGMAS must not increase: the {holder} needs a denoising schedule from noisy to clean.")
     if float(sigmas[-2]) <= 0.0:
