@@ -185,7 +185,7 @@ class InProcessComfy:
         self.test_nodes = self._load_custom_node(TEST_NODES_MODULE, ignore=builtin_nodes)
         self._server = _SilentServer()
         self._executor = execution.PromptExecutor(
-            self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+            self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
     @property
     def output_dir(self) -> Path:
@@ -216,6 +216,8 @@ class InProcessComfy:
     def node_output(self, node_id: str, index: int = 0):
         """The value of output `index` of a node of the last prompt (e.g. the LATENT of a KSampler)."""
         entry = self._executor.caches.outputs.get(str(node_id))
+        if asyncio.iscoroutine(entry):
+            entry = asyncio.run(entry)
         if entry is None:
             raise KeyError(f"node {node_id} has no cached output")
         return entry.outputs[index][0]
