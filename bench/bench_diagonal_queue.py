@@ -27,7 +27,8 @@ def run(layout: QueueLayout, num_frames: int, channels: int, size: int, batch_wi
     model = ConvVideoModel(channels, depth)
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / layout.levels, layout.levels), torch.zeros(1)])
     clip = torch.randn(1, channels, layout.window, size, size)
-    frames = generate(model, clip, sigmas, layout, num_frames, NoiseSpace.RECTIFIED_FLOW, 1.0, torch.Generator().manual_seed(0), batch_windows)
+    frames = generate(model, (1, channels, size, size), sigmas, layout=layout, num_frames=num_frames, space=NoiseSpace.RECTIFIED_FLOW, clip=clip,
+                      eta=1.0, generator=torch.Generator().manual_seed(0), windows_per_call=layout.windows_per_iteration if batch_windows else 1)
     return model, timed(frames)
 
 

@@ -34,11 +34,9 @@ def run(name: str, num_frames: int, channels: int, size: int, depth: int = 1):
     model = ConvVideoModel(channels, depth)
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / steps, steps), torch.zeros(1)])
     generator = torch.Generator().manual_seed(0)
-    if sampler == "pa":
-        frames = progressive_ar.generate(model, (1, channels, size, size), sigmas, layout, num_frames, FLOW, generator=generator)
-    else:
-        clip = torch.randn(1, channels, layout.window, size, size)
-        frames = diagonal_queue.generate(model, clip, sigmas, layout, num_frames, FLOW, 0.0, generator)
+    clip = None if sampler == "pa" else torch.randn(1, channels, layout.window, size, size)
+    generate = progressive_ar.generate if sampler == "pa" else diagonal_queue.generate
+    frames = generate(model, (1, channels, size, size), sigmas, layout=layout, num_frames=num_frames, space=FLOW, clip=clip, generator=generator)
     return model, timed(frames)
 
 

@@ -7,7 +7,7 @@ from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
 from .layout_route import register_layout_route
 from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
-from .prompts import PromptFrameRange
+from .prompt_schedule import PromptFrameRange
 from .streaming_decode import DecodeToVideoFile
 
 # A literal mapping so that ComfyUI-Manager's and the Registry's source scanners list the node IDs.

@@ -6,7 +6,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..samplers.chunk_stitching import ANCHOR_OFF, ANCHORS, TRANSITIONS, ColourAnchor, chunk_ranges, join
-from .prompts import CATEGORY
+from .schema import CATEGORY
 
 IMAGE_FRAME_DIM = 0
 

@@ -1,8 +1,7 @@
-"""CLIP image embeddings for scoring candidates: ComfyUI's CLIP_VISION, or open_clip from a local file."""
+"""CLIP image embedders for scoring candidates: ComfyUI's CLIP_VISION, or open_clip from a local file."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import comfy.model_management
 import folder_paths
@@ -10,13 +9,11 @@ import torch
 from comfy.clip_model import clip_preprocess
 from comfy_api.latest import io
 
-from ..samplers.noise_search import min_frame_similarity
-from .prompts import CATEGORY
+from ..samplers.noise_search import Embed
+from .schema import CATEGORY
 
 CHECKPOINT_FOLDERS = ("clip_vision", "text_encoders")
 OpenCLIP = io.Custom("LONGVIDEO_OPEN_CLIP")
-
-Embed = Callable[[torch.Tensor], torch.Tensor]  # images [N, H, W, C] in 0..1 -> embeddings [N, D]
 
 
 def clip_vision_embedder(clip_vision) -> Embed:
@@ -43,21 +40,6 @@ class OpenCLIPEmbedder:
             return self.model.encode_image(pixels).float().to(comfy.model_management.intermediate_device())
         finally:
             self.model.to(comfy.model_management.text_encoder_offload_device())
-
-
-class GuideScorer:
-    """The paper's score of decoded frames against a guide; the guide's embedding is reused across candidates."""
-
-    def __init__(self, embed: Embed):
-        self.embed = embed
-        self._guide = None
-        self._guide_embedding = None
-
-    @torch.no_grad()
-    def __call__(self, guide: torch.Tensor, frames: torch.Tensor) -> float:
-        if guide is not self._guide:
-            self._guide, self._guide_embedding = guide, self.embed(guide[-1:])[0]
-        return float(min_frame_similarity(self._guide_embedding, self.embed(frames)))
 
 
 def checkpoint_files() -> list[str]:

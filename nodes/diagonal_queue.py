@@ -3,17 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import comfy.model_management
-import comfy.sample
-import torch
 from comfy_api.latest import io
 
-from ..samplers.diagonal_queue import QueueLayout, generate
-from ..samplers.frame_levels import FRAME_DIM, fresh_noise, sample_clip
-from .adapter import FRAMES_AS_BATCH, host_layout, model_family, noise_space, run_with_framewise_denoiser, to_host_space, to_model_space, video_layout
-from .prompts import CATEGORY, FrameProgress, guidance_inputs, guider_and_schedule
+from ..samplers import diagonal_queue
+from .adapter import BATCHING_CHOICES, ClipInput, sample_video
+from .prompt_schedule import guidance_from_inputs
+from .schema import CATEGORY, guidance_inputs
 
-BATCHING_CHOICES = ("auto", "batched", "one by one")
 START_FROM_CLIP = "sample a first clip"
 START_FROM_LATENT = "continue the input latent"
 
@@ -100,67 +96,11 @@ class DiagonalQueueSampler(io.ComfyNode):
     @classmethod
     def execute(cls, sigmas, latent, start, length, window, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, options=None) -> io.NodeOutput:
         settings = _settings(options)
-        layout = QueueLayout(window, settings.partitions, settings.lookahead)
-        layout.check_sigmas(sigmas)
-        guider, prompt_of_frame = guider_and_schedule(model, positive, negative, cfg, guider, length)
-        patcher = guider.model_patcher
-        family = model_family(patcher.model)
-        frames_as_batch = family.mechanism == FRAMES_AS_BATCH
-        video = video_layout(comfy.sample.fix_empty_latent_channels(patcher, latent["samples"]), family)
-        if start == START_FROM_LATENT and torch.count_nonzero(video) == 0:
-            raise ValueError("`start` is set to continue the input latent, but the latent is empty. Encode a clip, or choose 'sample a first clip'.")
-
-        windows_per_call = len(layout.windows()) if _batch_windows(settings, patcher, layout, video, frames_as_batch) else 1
-        batch, channels, _, height, width = video.shape
-        rows = windows_per_call * batch
-        call_shape = (rows * window, channels, height, width) if frames_as_batch else (rows, channels, window, height, width)
-        output = torch.zeros(batch, channels, length, height, width)
-        sampler = _QueueRun(patcher, layout, video, start, length, eta, seed, prompt_of_frame, windows_per_call > 1, output)
-        run_with_framewise_denoiser(guider, call_shape, sigmas, seed, sampler.run, comfy.model_management.throw_exception_if_processing_interrupted)
-        out = {key: value for key, value in latent.items() if key not in ("noise_mask", "batch_index")}
-        out["samples"] = host_layout(output, family)
+        layout = diagonal_queue.QueueLayout(window, settings.partitions, settings.lookahead)
+        guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length)
+        clip = None
+        if start == START_FROM_LATENT:
+            clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.")
+        out = sample_video(guidance, latent, sigmas, sampler=diagonal_queue.generate, layout=layout, length=length, seed=seed, eta=eta,
+                           clip=clip, window_batching=settings.window_batching)
         return io.NodeOutput(out)
-
-
-class _QueueRun:
-    """The sampling body, run while ComfyUI holds the model: warm start, queue, streamed output."""
-
-    def __init__(self, patcher, layout, video, start, length, eta, seed, prompt_of_frame, batch_windows, output):
-        self.patcher, self.layout, self.video, self.start = patcher, layout, video, start
-        self.length, self.eta, self.seed = length, eta, seed
-        self.prompt_of_frame, self.batch_windows, self.output = prompt_of_frame, batch_windows, output
-
-    def run(self, denoise, sigmas) -> None:
-        model = self.patcher.model
-        device = self.patcher.load_device
-        space = noise_space(model)
-        generator = torch.Generator().manual_seed(self.seed)
-        from_clip = self.start == START_FROM_CLIP
-        warmup = self.layout.warmup_frames(self.layout.window if from_clip else self.video.shape[FRAME_DIM])
-        progress = FrameProgress((self.layout.levels if from_clip else 0) + warmup + self.length, self.patcher)
-
-        if from_clip:
-            shape = (*self.video.shape[:2], self.layout.window, *self.video.shape[3:])
-            noise = fresh_noise(shape, generator, torch.zeros(1, device=device))
-            clip = sample_clip(denoise, noise, sigmas, space, self.eta, generator, self.prompt_of_frame(0), on_step=lambda i, x0: progress.advance())
-        else:
-            clip = to_model_space(model, self.video.to(device))
-
-        frames = generate(denoise, clip, sigmas, self.layout, self.length, space, self.eta, generator, self.batch_windows, self.prompt_of_frame)
-        for index, frame in frames:
-            if index >= 0:
-                self.output[:, :, index] = to_host_space(model, frame[:, :, None])[:, :, 0].to(self.output)
-            progress.advance(frame if index >= 0 else None)
-
-
-def _batch_windows(settings, patcher, layout, video, frames_as_batch) -> bool:
-    if settings.window_batching != "auto":
-        return settings.window_batching == "batched"
-    if frames_as_batch or len(layout.windows()) == 1:
-        # a motion module sees the whole batch as one video, so its windows cannot share a call
-        return False
-    batch, channels, _, height, width = video.shape
-    # cond + uncond rows for every window of an iteration
-    shape = (2 * batch * len(layout.windows()), channels, layout.window, height, width)
-    needed = patcher.model.memory_required(shape)
-    return needed < 0.5 * comfy.model_management.get_free_memory(patcher.load_device)

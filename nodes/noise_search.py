@@ -10,10 +10,11 @@ import comfy.samplers
 import torch
 from comfy_api.latest import io, ui
 
-from ..samplers.noise_search import SearchCost, search_chunks
-from .clip_scoring import GuideScorer, OpenCLIP, clip_vision_embedder
+from ..samplers.noise_search import GuideScorer, SearchCost, search_chunks
+from .clip_scoring import OpenCLIP, clip_vision_embedder
 from .image_to_video import image_to_video
-from .prompts import CATEGORY, FrameProgress
+from .progress import FrameProgress
+from .schema import CATEGORY
 
 
 class KStepNoiseSearch(io.ComfyNode):
@@ -129,7 +130,7 @@ class _ChunkSampler:
 
     def _step_done(self, step, x0, x, total_steps):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        self.progress.advance(x0[:, :, -1])
+        self.progress.advance(x0)
 
     def _decode(self, latent):
         images = self.vae.decode(latent)

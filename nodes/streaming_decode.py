@@ -18,7 +18,7 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..samplers.chunk_stitching import decode_in_tiles, temporal_tiles
-from .prompts import CATEGORY
+from .schema import CATEGORY
 from .video_file import FORMATS, VideoFileWriter
 
 H264_MAX_CRF = 51

@@ -5,7 +5,7 @@ Level convention. ``sigmas`` is a ComfyUI schedule ``sigma_0 > ... > sigma_S`` (
 frame at ``sigma_{S-1-j}``; one iteration moves it to ``sigma_{S-j}``, so the head reaches
 ``sigma_S`` and leaves the queue. Every frame meets each level exactly once and no model call is
 spent on a finished frame (the official code labels the head level t_0 and spends an identity
-step on it, specs §1.3). With lookahead, ``window // 2`` context slots in front of the head hold
+step on it; docs/algorithms.md §1.2). With lookahead, ``window // 2`` context slots in front of the head hold
 the most recently finished frames.
 
 All windows of an iteration read the queue as it was before the iteration (the Jacobi update of
@@ -14,11 +14,11 @@ the reference), so evaluating windows one by one or batched gives the same numbe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
-from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, add_noise, check_schedule, fresh_noise, step
+from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, add_noise, check_run, check_schedule, fresh_noise, sample_clip, step
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,14 @@ class QueueLayout:
         return self.window // 2 if self.lookahead else 0
 
     @property
-    def length(self) -> int:
-        return self.context_slots + self.levels
+    def frames_per_call(self) -> int:
+        """Latent frames one window shows the model."""
+        return self.window
+
+    @property
+    def windows_per_iteration(self) -> int:
+        """Windows of a full iteration: the most that can share one model call."""
+        return len(self.windows())
 
     def warmup_frames(self, clip_frames: int) -> int:
         """Frames that leave the queue before the first frame of a warm-start clip of that length."""
@@ -62,7 +68,7 @@ class QueueLayout:
     def _write_sizes(self) -> list[int]:
         if not self.lookahead:
             return [self.window] * self.partitions
-        # halves alternate ceil/floor so odd windows tile too (the Open-Sora-Plan variant, specs §1.12)
+        # halves alternate ceil/floor so odd windows tile too (the Open-Sora-Plan variant, docs/algorithms.md §1.4)
         return [(self.window + 1) // 2, self.window // 2] * self.partitions
 
     def windows(self, in_flight: Optional[int] = None) -> list[Window]:
@@ -84,8 +90,7 @@ class QueueLayout:
         return out
 
     def slot_sigmas(self, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-slot current and next levels, context slots first."""
-        self.check_sigmas(sigmas)
+        """Per-slot current and next levels, context slots first, for a schedule check_sigmas accepts."""
         context = sigmas[-1:].expand(self.context_slots)
         now = torch.cat([context, sigmas[:-1].flip(0)])
         nxt = torch.cat([context, sigmas[1:].flip(0)])
@@ -105,6 +110,11 @@ class QueueLayout:
             f"Set the scheduler's steps to {self.levels}, or change the window or partitions."
         )
 
+    def iterations(self, num_frames: int, clip_frames: Optional[int] = None) -> int:
+        """Iterations of a run: the first clip's steps (none when a clip is given), warm-up frames, output frames."""
+        first_clip_steps = self.levels if clip_frames is None else 0
+        return first_clip_steps + self.warmup_frames(self.window if clip_frames is None else clip_frames) + num_frames
+
     def in_flight_counts(self, total: int) -> Iterator[int]:
         """Frames in flight at each of the ``total`` iterations: the queue is full, then drains (flush)."""
         in_flight = min(self.levels, total)
@@ -121,7 +131,7 @@ def initial_queue(
     space: NoiseSpace,
     generator: Optional[torch.Generator] = None,
 ) -> tuple[torch.Tensor, int]:
-    """Fill the queue by re-noising a clip to the diagonal levels (the official warm start, specs §1.4).
+    """Fill the queue by re-noising a clip to the diagonal levels (the official warm start, docs/algorithms.md §1.3).
 
     The last ``L = min(clip frames, levels)`` clip frames go to the noisiest slots in order; the
     slots in front of them hold copies of the first of those frames. Returns the queue and the
@@ -136,19 +146,52 @@ def initial_queue(
     return add_noise(frames, noise, now.to(frames), space), warmup
 
 
-def run_queue(
+def generate(
     denoise: Denoiser,
-    queue: torch.Tensor,
+    frame_shape: Sequence[int],
     sigmas: torch.Tensor,
+    *,
     layout: QueueLayout,
-    total: int,
+    num_frames: int,
     space: NoiseSpace,
+    clip: Optional[torch.Tensor] = None,
     eta: float = 0.0,
     generator: Optional[torch.Generator] = None,
-    batch_windows: bool = False,
-    prompt_of_position: Callable[[int], int] = lambda position: 0,
+    prompt_of_frame: Callable[[int], int] = lambda frame: 0,
+    windows_per_call: int = 1,
+    device: Optional[torch.device] = None,
+    callback: Optional[Callback] = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Dequeue ``total`` frames, yielding ``(position, latent [B, C, H, W])`` as each one finishes.
+    """Diagonal-queue video: yields ``(frame index, latent [B, C, 1, H, W])`` as each frame leaves the queue.
+
+    The queue starts from ``clip``, a clean clip ``[B, C, F, H, W]`` whose last frames are re-noised
+    into it; without one it starts from a first clip of ``window`` frames sampled here with the
+    whole schedule (the official start). Warm-up frames come first with negative indices (they
+    are not part of the video; the official method discards them); then exactly ``num_frames``
+    frames with indices 0..num_frames-1, a given clip's frames re-denoised first.
+
+    The arguments are checked when this is called, before any model call.
+    """
+    check_run(layout, sigmas, num_frames, frame_shape, clip)
+    return _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback)
+
+
+def _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback):
+    progress = IterationCounter(layout.iterations(num_frames, None if clip is None else clip.shape[FRAME_DIM]), callback)
+    if clip is None:
+        batch, channels, height, width = frame_shape
+        noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
+        clip = sample_clip(denoise, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
+    queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
+    position_prompt = lambda position: prompt_of_frame(max(0, position - warmup))  # noqa: E731
+    for position, frame in _run_queue(denoise, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
+        index = position - warmup
+        yield index, frame
+        progress.step(frame if index >= 0 else None)
+
+
+def _run_queue(denoise, queue, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_position):
+    """Dequeue ``total`` frames, yielding ``(position, latent [B, C, 1, H, W])`` as each one finishes.
 
     Fresh noise enters the tail only while it will still be dequeued; after that the queue drains
     (flush), so the last frames are finished and no model call is spent on frames nobody keeps.
@@ -157,22 +200,20 @@ def run_queue(
     queue = queue[:, :, : context + min(layout.levels, total)]
     now, nxt = (level.to(queue) for level in layout.slot_sigmas(sigmas))
     for position, in_flight in enumerate(layout.in_flight_counts(total)):
-        queue = _advance(
-            denoise, queue, now, nxt, layout, in_flight, position, space, eta, generator, batch_windows, prompt_of_position
-        )
-        yield position, queue[:, :, context].clone()
+        queue = _advance(denoise, queue, now, nxt, layout, in_flight, position, space, eta, generator, windows_per_call, prompt_of_position)
+        yield position, queue[:, :, context : context + 1].clone()
         enqueue = position + layout.levels < total
         tail = [fresh_noise(queue[:, :, :1].shape, generator, queue) * sigmas[0]] if enqueue else []
         queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
 
 
-def _advance(denoise, queue, now, nxt, layout, in_flight, first_position, space, eta, generator, batch_windows, prompt_of_position):
+def _advance(denoise, queue, now, nxt, layout, in_flight, first_position, space, eta, generator, windows_per_call, prompt_of_position):
     """One diagonal iteration: every in-flight frame moves down one level."""
     batch = queue.shape[0]
     context = layout.context_slots
     noise = fresh_noise(queue.shape, generator, queue) if eta > 0 else None
     updated = queue.clone()
-    for prompt, group in _window_groups(layout.windows(in_flight), batch_windows, first_position - context, prompt_of_position):
+    for prompt, group in _window_groups(layout.windows(in_flight), windows_per_call, first_position - context, prompt_of_position):
         x = torch.cat([queue[:, :, w.start : w.stop] for w in group])
         levels = torch.stack([now[w.start : w.stop] for w in group]).repeat_interleave(batch, dim=0)
         denoised = denoise(x, levels, prompt)
@@ -191,48 +232,16 @@ def _advance(denoise, queue, now, nxt, layout, in_flight, first_position, space,
     return updated
 
 
-def _window_groups(windows, batch_windows, position_of_slot_zero, prompt_of_position):
-    """Windows that go into one model call: all of the same length and prompt, or one each."""
-    groups: dict[tuple[int, int], list[Window]] = {}
-    for index, w in enumerate(windows):
+def _window_groups(windows, windows_per_call, position_of_slot_zero, prompt_of_position):
+    """Windows that go into one model call: up to ``windows_per_call`` of the same length and prompt."""
+    groups: list[tuple[int, list[Window]]] = []
+    filling: dict[tuple[int, int], list[Window]] = {}
+    for w in windows:
         prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.stop - 1) // 2)
-        key = (w.stop - w.start, prompt) if batch_windows else (index, prompt)
-        groups.setdefault(key, []).append(w)
-    return [(key[1], group) for key, group in groups.items()]
-
-
-def generate(
-    denoise: Denoiser,
-    clip: torch.Tensor,
-    sigmas: torch.Tensor,
-    layout: QueueLayout,
-    num_frames: int,
-    space: NoiseSpace,
-    eta: float = 0.0,
-    generator: Optional[torch.Generator] = None,
-    batch_windows: bool = False,
-    prompt_of_frame: Callable[[int], int] = lambda frame: 0,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Diagonal-queue video from a warm-start clip: yields ``(frame index, latent)`` per dequeued frame.
-
-    Warm-up frames come first with negative indices (the official method discards them); then
-    exactly ``num_frames`` frames with indices 0..num_frames-1, the clip's frames re-denoised
-    first and new frames after them.
-    """
-    if num_frames < 1:
-        raise ValueError(f"The number of frames must be at least 1, got {num_frames}.")
-    queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
-    frames = run_queue(
-        denoise,
-        queue,
-        sigmas,
-        layout,
-        warmup + num_frames,
-        space,
-        eta,
-        generator,
-        batch_windows,
-        lambda position: prompt_of_frame(max(0, position - warmup)),
-    )
-    for position, frame in frames:
-        yield position - warmup, frame
+        kind = (w.stop - w.start, prompt)
+        group = filling.get(kind)
+        if group is None or len(group) >= windows_per_call:
+            group = filling[kind] = []
+            groups.append((prompt, group))
+        group.append(w)
+    return groups

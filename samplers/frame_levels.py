@@ -7,8 +7,9 @@ own sigma. Sigmas follow ComfyUI's k-diffusion convention: a noisy latent is eit
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -16,6 +17,30 @@ FRAME_DIM = 2
 
 # predict x0 for a batch of windows: latents [N, C, F, H, W], per-frame sigmas [N, F], prompt index
 Denoiser = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What every sampler reports after each iteration (one step further for every frame it holds)."""
+
+    iteration: int  # iterations done: 1 after the first
+    iterations: int  # iterations of the whole run
+    finished: Optional[torch.Tensor] = None  # output frames finished in this iteration [B, C, n, H, W], model space
+
+
+Callback = Callable[[Progress], None]
+
+
+class IterationCounter:
+    """Numbers the iterations of one run and reports each to the callback."""
+
+    def __init__(self, iterations: int, callback: Optional[Callback]):
+        self.iterations, self.callback, self.done = iterations, callback, 0
+
+    def step(self, finished: Optional[torch.Tensor] = None) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(Progress(self.done, self.iterations, finished))
 
 
 class NoiseSpace(str, Enum):
@@ -41,6 +66,19 @@ def check_schedule(sigmas: torch.Tensor, holder: str, steps_problem: Callable[[i
         raise ValueError(f"SIGMAS must not increase: the {holder} needs a denoising schedule from noisy to clean.")
     if float(sigmas[-2]) <= 0.0:
         raise ValueError(f"SIGMAS may end at 0 only once: every {holder} level except the last must be above 0.")
+
+
+def check_run(layout, sigmas: torch.Tensor, num_frames: int, frame_shape: Sequence[int], clip: Optional[torch.Tensor]) -> None:
+    """The checks every sampler makes before its first model call: schedule, length, shapes."""
+    layout.check_sigmas(sigmas)
+    if num_frames < 1:
+        raise ValueError(f"The number of frames must be at least 1, got {num_frames}.")
+    if len(frame_shape) != 4:
+        raise ValueError(f"frame_shape is (batch, channels, height, width), got {tuple(frame_shape)}.")
+    if clip is not None:
+        batch, channels, height, width = frame_shape
+        if clip.ndim != 5 or (clip.shape[0], clip.shape[1], *clip.shape[3:]) != (batch, channels, height, width):
+            raise ValueError(f"The clip {tuple(clip.shape)} is not a video of frames {tuple(frame_shape)}: [batch, channels, frames, height, width].")
 
 
 def add_noise(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, space: NoiseSpace) -> torch.Tensor:
@@ -101,15 +139,17 @@ def sample_clip(
     denoise: Denoiser,
     noise: torch.Tensor,
     sigmas: torch.Tensor,
+    *,
     space: NoiseSpace,
     eta: float = 0.0,
     generator: Optional[torch.Generator] = None,
     prompt: int = 0,
-    on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+    callback: Optional[Callable[[], None]] = None,
 ) -> torch.Tensor:
     """Ordinary sampling of a clip: every frame at the same level, one model call per level.
 
     ``noise`` is unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
+    ``callback()`` is called after each step.
     """
     frames = noise.shape[FRAME_DIM]
     # pure noise at the first level is sigma_max * noise in both noise spaces
@@ -120,8 +160,8 @@ def sample_clip(
         denoised = denoise(x, level, prompt)
         fresh = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, level, level_next, space, eta, fresh)
-        if on_step is not None:
-            on_step(i, denoised)
+        if callback is not None:
+            callback()
     return x
 
 

@@ -1,4 +1,4 @@
-"""k-step noise search (Zhan et al.; specs §3): pick each chunk's initial noise by cheap previews.
+"""k-step noise search (Zhan et al.; docs/algorithms.md §3): pick each chunk's initial noise by cheap previews.
 
 Long image-to-video made chunk by chunk drifts because one bad initial noise gives a bad chunk,
 and its last frame then guides every later chunk. Before the full ``s``-step sample of a chunk,
@@ -18,6 +18,7 @@ from typing import Callable, Generic, Iterator, Optional, TypeVar
 import torch
 
 Frames = TypeVar("Frames")  # one chunk's decoded frames, in whatever form the caller works with
+Embed = Callable[[torch.Tensor], torch.Tensor]  # images [N, H, W, C] in 0..1 -> embeddings [N, D]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,21 @@ def min_frame_similarity(guide: torch.Tensor, frames: torch.Tensor) -> torch.Ten
     ``guide``: ``[D]``; ``frames``: ``[..., F, D]`` (leading dimensions, e.g. candidates, are kept).
     """
     return torch.nn.functional.cosine_similarity(frames.float(), guide.float().expand_as(frames), dim=-1).amin(dim=-1)
+
+
+class GuideScorer:
+    """The paper's score of decoded frames against a guide; the guide's embedding is reused across candidates."""
+
+    def __init__(self, embed: Embed):
+        self.embed = embed
+        self._guide = None
+        self._guide_embedding = None
+
+    @torch.no_grad()
+    def __call__(self, guide: torch.Tensor, frames: torch.Tensor) -> float:
+        if guide is not self._guide:
+            self._guide, self._guide_embedding = guide, self.embed(guide[-1:])[0]
+        return float(min_frame_similarity(self._guide_embedding, self.embed(frames)))
 
 
 def best_candidate(scores: list[float]) -> int:

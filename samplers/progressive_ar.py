@@ -1,4 +1,4 @@
-"""Progressive autoregressive sampling (PA-VDM, Xie et al.; specs §2).
+"""Progressive autoregressive sampling (PA-VDM, Xie et al.; docs/algorithms.md §2).
 
 The window holds up to ``window_chunks`` noisy chunks of ``chunk`` latent frames at progressively
 rising noise levels, behind one clean context chunk. All frames of a chunk share a level. Every
@@ -17,11 +17,11 @@ timestep transform).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
-from .frame_levels import FRAME_DIM, Denoiser, NoiseSpace, check_schedule, fresh_noise, step
+from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, check_run, check_schedule, fresh_noise, step
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,18 @@ class ChunkLayout:
         """Latent frames the model sees in a full window: the context chunk and the noisy chunks."""
         return self.chunk + self.noisy_frames
 
-    def steps_per_shift(self, sigmas: torch.Tensor) -> int:
-        self.check_sigmas(sigmas)
-        return (len(sigmas) - 1) // self.window_chunks
+    @property
+    def frames_per_call(self) -> int:
+        return self.window_frames
+
+    @property
+    def windows_per_iteration(self) -> int:
+        """One window per model call: there is nothing to batch."""
+        return 1
+
+    def iterations(self, num_frames: int, steps: int) -> int:
+        """Model calls (window steps) of a run of ``num_frames`` output frames."""
+        return call_count(chunk_count(num_frames, self.chunk), self.window_chunks, steps)
 
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
         check_schedule(sigmas, "window", self.steps_problem)
@@ -86,35 +95,43 @@ def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[
 
 def generate(
     denoise: Denoiser,
-    shape: tuple[int, int, int, int],
+    frame_shape: Sequence[int],
     sigmas: torch.Tensor,
+    *,
     layout: ChunkLayout,
     num_frames: int,
     space: NoiseSpace,
-    context: Optional[torch.Tensor] = None,
+    clip: Optional[torch.Tensor] = None,
     eta: float = 0.0,
     generator: Optional[torch.Generator] = None,
     prompt_of_frame: Callable[[int], int] = lambda frame: 0,
+    windows_per_call: int = 1,
     device: Optional[torch.device] = None,
-    on_step: Optional[Callable[[int], None]] = None,
+    callback: Optional[Callback] = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(first frame index, chunk latent [B, C, c, H, W])`` as each chunk is finished.
 
-    ``shape`` is ``(batch, channels, height, width)``. ``context`` is an optional clean clip to
-    extend: its last ``chunk`` frames are the first context chunk. Without it the first chunk is
-    made from noise alone. Exactly ``num_frames`` new frames come out; a last partial chunk is
-    sampled at its own size rather than trimmed. Frames under different prompts in one window
-    each get their own prompt's prediction (one model call per prompt present in the window).
+    ``clip`` is an optional clean clip ``[B, C, F, H, W]`` to extend: its last ``chunk`` frames are
+    the first context chunk. Without it the first chunk is made from noise alone. Exactly
+    ``num_frames`` new frames come out; a last partial chunk is sampled at its own size rather
+    than trimmed. Frames under different prompts in one window each get their own prompt's
+    prediction (one model call per prompt present in the window). The window is one model call,
+    whatever ``windows_per_call`` allows.
+
+    The arguments are checked when this is called, before any model call.
     """
-    if num_frames < 1:
-        raise ValueError(f"The number of frames must be at least 1, got {num_frames}.")
+    check_run(layout, sigmas, num_frames, frame_shape, clip)
+    return _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback)
+
+
+def _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback):
     steps = len(sigmas) - 1
-    layout.check_sigmas(sigmas)
-    batch, channels, height, width = shape
+    batch, channels, height, width = frame_shape
+    progress = IterationCounter(layout.iterations(num_frames, steps), callback)
     like = torch.zeros((), device=device)
-    context = None if context is None else context[:, :, -layout.chunk :]
+    context = None if clip is None else clip[:, :, -layout.chunk :]
     chunks: dict[int, torch.Tensor] = {}
-    for call, in_window in enumerate(chunk_schedule(chunk_count(num_frames, layout.chunk), layout.window_chunks, steps)):
+    for in_window in chunk_schedule(chunk_count(num_frames, layout.chunk), layout.window_chunks, steps):
         for j, left in in_window:
             if left == steps:
                 frames = min(layout.chunk, num_frames - j * layout.chunk)
@@ -130,12 +147,11 @@ def generate(
         x = step(x, denoised, now, nxt, space, eta, noise)
         stepped = x[:, :, context_frames:].split(sizes, dim=FRAME_DIM)
         chunks.update((j, frames) for (j, _), frames in zip(in_window, stepped))
-        if on_step is not None:
-            on_step(call)
         head, left = in_window[0]
         if left == 1:
             context = chunks.pop(head)
             yield head * layout.chunk, context
+        progress.step(context if left == 1 else None)
 
 
 def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):

@@ -19,15 +19,22 @@ def flow_sigmas(levels):
     return torch.cat([torch.linspace(1.0, 1.0 / levels, levels), torch.zeros(1)])
 
 
+def continue_clip(denoise, clip, sigmas, layout, num_frames, generator, eta=0.0, batch_windows=False, **kw):
+    """The queue continuing ``clip``, each frame as ``(index, latent [B, C, H, W])``."""
+    frame_shape = (clip.shape[0], clip.shape[1], *clip.shape[3:])
+    windows_per_call = layout.windows_per_iteration if batch_windows else 1
+    frames = generate(denoise, frame_shape, sigmas, layout=layout, num_frames=num_frames, space=FLOW, clip=clip, eta=eta, generator=generator, windows_per_call=windows_per_call, **kw)
+    return ((index, frame[:, :, 0]) for index, frame in frames)
+
+
 def queue_run(process, layout, num_frames, seed=0, eta=0.0, batch_windows=False, clip_frames=None, **kw):
     clip_frames = clip_frames or layout.window
     gen = torch.Generator().manual_seed(seed)
     clip = process.sample(1, clip_frames, torch.Generator().manual_seed(99))
-    frames = generate(process.denoise, clip, flow_sigmas(layout.levels), layout, num_frames, FLOW, eta, gen, batch_windows, **kw)
-    return list(frames)
+    return list(continue_clip(process.denoise, clip, flow_sigmas(layout.levels), layout, num_frames, gen, eta, batch_windows, **kw))
 
 
-# ---------------------------------------------------------------- layout (specs §1.3, §1.9, §6.3)
+# ---------------------------------------------------------------- layout (docs/algorithms.md §1.1, §1.5, §1.6)
 
 
 def test_worked_example_windows_without_lookahead():
@@ -35,7 +42,7 @@ def test_worked_example_windows_without_lookahead():
 
 
 def test_worked_example_windows_with_lookahead():
-    # specs §1.9: pad of 2; windows 0..3 writes 2,3 / 2..5 writes 4,5 / 4..7 writes 6,7 / 6..9 writes 8,9
+    # docs/algorithms.md §1.5: pad of 2; windows 0..3 writes 2,3 / 2..5 writes 4,5 / 4..7 writes 6,7 / 6..9 writes 8,9
     assert QueueLayout(4, 2, lookahead=True).windows() == [Window(0, 4, 2), Window(2, 6, 4), Window(4, 8, 6), Window(6, 10, 8)]
 
 
@@ -59,7 +66,7 @@ def test_lookahead_writes_only_the_noisier_half():
 
 
 def test_odd_window_lookahead_follows_the_open_sora_plan_indexing():
-    # specs §1.12: start = floor(r/2)*f + (r mod 2)*floor(f/2); written half starts floor(f/2) + (r mod 2) later
+    # docs/algorithms.md §1.4: start = floor(r/2)*f + (r mod 2)*floor(f/2); written half starts floor(f/2) + (r mod 2) later
     f = 17
     for r, w in enumerate(QueueLayout(f, 2, lookahead=True).windows()):
         start = (r // 2) * f + (r % 2) * (f // 2)
@@ -68,12 +75,12 @@ def test_odd_window_lookahead_follows_the_open_sora_plan_indexing():
 
 def test_sigmas_must_fit_the_queue():
     with pytest.raises(ValueError, match=r"4 x 3 = 12 noise levels, so SIGMAS must have 13 values .* has 9"):
-        QueueLayout(4, 3).slot_sigmas(flow_sigmas(8))
+        QueueLayout(4, 3).check_sigmas(flow_sigmas(8))
     with pytest.raises(ValueError, match="must not increase"):
-        QueueLayout(2, 1).slot_sigmas(torch.tensor([0.5, 1.0, 0.0]))
+        QueueLayout(2, 1).check_sigmas(torch.tensor([0.5, 1.0, 0.0]))
 
 
-# ---------------------------------------------------------------- initialisation (specs §1.4)
+# ---------------------------------------------------------------- initialisation (docs/algorithms.md §1.3)
 
 
 def test_initial_queue_renoises_the_clip_to_the_diagonal_levels():
@@ -103,7 +110,7 @@ def plain_frame_sampling(process, x, sigmas):
 
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_frame_independent_model_gives_plain_sampling_of_every_new_frame(name):
-    # specs §6.1: with no temporal coupling every frame that entered as tail noise must equal plain
+    # docs/algorithms.md §1.6: with no temporal coupling every frame that entered as tail noise must equal plain
     # S-step sampling from that noise, the frames finished while the queue drains included
     layout = LAYOUTS[name]
     process = GaussianVideo(FLOW, rho=0.0)
@@ -117,7 +124,7 @@ def test_frame_independent_model_gives_plain_sampling_of_every_new_frame(name):
         return process.denoise(x, levels, prompt)
 
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
-    frames = dict(generate(recording_denoise, clip, sigmas, layout, 20, FLOW, 0.0, torch.Generator().manual_seed(2)))
+    frames = dict(continue_clip(recording_denoise, clip, sigmas, layout, 20, torch.Generator().manual_seed(2)))
     first_new = layout.window - 1  # the clip's last frame sits in the tail slot at the first iteration
     assert len(tail_states) == 20 - first_new
     for offset, state in enumerate(tail_states):
@@ -157,7 +164,7 @@ def test_matches_an_independent_reference_loop(name):
     sigmas = flow_sigmas(layout.levels)
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
     total = 30
-    ours = dict(generate(process.denoise, clip, sigmas, layout, total, FLOW, 0.0, torch.Generator().manual_seed(7)))
+    ours = dict(continue_clip(process.denoise, clip, sigmas, layout, total, torch.Generator().manual_seed(7)))
 
     # replay the draws: the initial queue, then one tail frame per iteration
     gen = torch.Generator().manual_seed(7)
@@ -183,7 +190,7 @@ def test_flushed_frames_are_finished():
     assert [i for i, _ in out][-15:] == list(range(15))
 
 
-# ---------------------------------------------------------------- counts (specs §1.8, §6.4)
+# ---------------------------------------------------------------- counts (docs/algorithms.md §1.5)
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
@@ -194,7 +201,7 @@ def test_model_calls_and_frames_per_call_follow_the_spec(name, num_frames):
     out = queue_run(process, layout, num_frames)
     f, n, S = layout.window, layout.partitions, layout.levels
     windows_per_iteration = 2 * n if layout.lookahead else n
-    iterations = num_frames + S - f  # specs §6.4: N + S - f
+    iterations = num_frames + S - f  # docs/algorithms.md §1.5: N + S - f
     assert len(out) == iterations
     assert sum(1 for index, _ in out if index >= 0) == num_frames
 
@@ -249,7 +256,7 @@ def test_prompt_changes_travel_down_the_queue():
 
     gen = torch.Generator().manual_seed(0)
     clip = process.sample(1, 4, gen)
-    out = dict(generate(denoise, clip, flow_sigmas(8), layout, 24, FLOW, 0.0, gen, prompt_of_frame=lambda k: int(k >= boundary)))
+    out = dict(continue_clip(denoise, clip, flow_sigmas(8), layout, 24, gen, prompt_of_frame=lambda k: int(k >= boundary)))
     # the new prompt enters at the tail: the first call with it works on the noisiest window
     first_new = next(i for i, (_, p) in enumerate(seen) if p == 1)
     assert float(seen[first_new][0].max()) == 1.0
@@ -262,7 +269,7 @@ def test_streaming_computes_frames_only_as_they_are_consumed():
     process = GaussianVideo(FLOW)
     gen = torch.Generator().manual_seed(0)
     clip = process.sample(1, 4, gen)
-    frames = generate(process.denoise, clip, flow_sigmas(12), layout, 1000, FLOW, 0.0, gen)
+    frames = continue_clip(process.denoise, clip, flow_sigmas(12), layout, 1000, gen)
     next(frames)
     assert len(process.calls) == layout.partitions
 

@@ -20,7 +20,7 @@ def test_equal_levels_reduce_to_plain_euler_sampling_of_a_clip(space):
     sigmas = schedule(space, 8)
     noise = torch.randn(2, 2, 5, 3, 4, generator=torch.Generator().manual_seed(3))
 
-    ours = sample_clip(process.denoise, noise, sigmas, space)
+    ours = sample_clip(process.denoise, noise, sigmas, space=space)
 
     x = noise * sigmas[0]
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
@@ -56,7 +56,7 @@ def test_sampling_with_the_exact_denoiser_reaches_the_data_distribution(space, e
     process = GaussianVideo(space, rho=0.0, height=32, width=32)
     gen = torch.Generator().manual_seed(1)
     noise = fresh_noise((4, 2, 2, 32, 32), gen, torch.zeros(1))
-    out = sample_clip(process.denoise, noise, schedule(space, 400), space, eta, gen)
+    out = sample_clip(process.denoise, noise, schedule(space, 400), space=space, eta=eta, generator=gen)
     assert abs(out.mean().item() - 0.5) < 0.03
     assert abs(out.var().item() - 1.0) < 0.06
 

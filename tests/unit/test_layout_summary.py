@@ -13,7 +13,7 @@ def windows(summary):
     return [(w["start"], w["stop"], w["write_start"]) for w in summary["windows"]]
 
 
-# ---------------------------------------------------------------- Diagonal Queue (specs §1.3, §1.8, §1.9)
+# ---------------------------------------------------------------- Diagonal Queue (docs/algorithms.md §1.1, §1.5)
 
 
 def test_worked_example_queue_without_lookahead():
@@ -40,7 +40,7 @@ def test_worked_example_queue_with_lookahead():
 
 
 def test_official_defaults_cost_eight_windows_per_frame():
-    # specs §1.8: f=16, n=4 with lookahead, 16 UNet calls per frame = 2 CFG passes x 8 windows
+    # docs/algorithms.md §1.5: f=16, n=4 with lookahead, 16 UNet calls per frame = 2 CFG passes x 8 windows
     summary = queue_summary(QueueLayout(16, 4, lookahead=True))
     assert summary["calls_per_frame"] == 8
     assert summary["levels"] == 64
@@ -58,7 +58,7 @@ def test_run_calls_count_what_the_sampler_runs(layout, length):
         return torch.zeros_like(x)
 
     clip = torch.zeros(1, 2, layout.window, 2, 2)
-    list(generate(denoise, clip, sigmas, layout, length, NoiseSpace.RECTIFIED_FLOW))
+    list(generate(denoise, (1, 2, 2, 2), sigmas, layout=layout, num_frames=length, space=NoiseSpace.RECTIFIED_FLOW, clip=clip))
     # plus the first clip, sampled with the whole schedule: one call per level
     assert queue_summary(layout, length=length)["run_calls"] == layout.levels + len(calls)
 
@@ -82,11 +82,11 @@ def test_invalid_widget_values_are_refused_with_the_samplers_message():
         queue_summary(QueueLayout(1, 2, lookahead=True))
 
 
-# ---------------------------------------------------------------- Progressive AR (specs §2.3, §2.6, §2.7)
+# ---------------------------------------------------------------- Progressive AR (docs/algorithms.md §2.1, §2.4, §2.3)
 
 
 def test_worked_example_window_two_chunks_of_two():
-    # specs §2.6: c=2, F=T=4; stage 0 = [500, 500, 1000, 1000] of 1000, behind one clean chunk
+    # docs/algorithms.md §2.4: c=2, F=T=4; stage 0 = [500, 500, 1000, 1000] of 1000, behind one clean chunk
     summary = window_summary(ChunkLayout(2, 2), steps=4, length=10)
     assert summary["steps_left"] == [0, 0, 2, 2, 4, 4]
     assert summary["group"] == [-1, -1, 0, 0, 1, 1]
@@ -98,13 +98,13 @@ def test_worked_example_window_two_chunks_of_two():
 
 
 def test_official_defaults_stage_zero_levels_and_step_count():
-    # specs §2.3: c=5, W'=6, T=30; stage 0 levels 166.7, 333.3, ..., 1000 of 1000
+    # docs/algorithms.md §2.1: c=5, W'=6, T=30; stage 0 levels 166.7, 333.3, ..., 1000 of 1000
     summary = window_summary(ChunkLayout(5, 6), steps=30, length=84 * 5)
     levels = [1000 * left / summary["levels"] for left in summary["steps_left"][5::5]]
     assert levels == pytest.approx([166.7, 333.3, 500, 666.7, 833.3, 1000], abs=0.05)
     assert summary["frames_per_call"] == 35
-    assert summary["calls_per_frame"] == 1  # specs §2.7: one window call per output latent
-    assert summary["run_calls"] == 445  # specs §2.5
+    assert summary["calls_per_frame"] == 1  # docs/algorithms.md §2.3: one window call per output latent
+    assert summary["run_calls"] == 445  # docs/algorithms.md §2.3
 
 
 def test_run_calls_count_what_the_window_sampler_runs():
@@ -116,7 +116,7 @@ def test_run_calls_count_what_the_window_sampler_runs():
         return torch.zeros_like(x)
 
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / steps, steps), torch.zeros(1)])
-    list(generate_chunks(denoise, (1, 2, 2, 2), sigmas, layout, length, NoiseSpace.RECTIFIED_FLOW))
+    list(generate_chunks(denoise, (1, 2, 2, 2), sigmas, layout=layout, num_frames=length, space=NoiseSpace.RECTIFIED_FLOW))
     summary = window_summary(layout, steps=steps, length=length)
     assert summary["run_calls"] == len(calls)
     assert summary["calls_per_frame"] == pytest.approx(4 / 3)

@@ -1,8 +1,8 @@
-"""k-step noise search (specs §3) on synthetic frames and embeddings: no model, no ComfyUI."""
+"""k-step noise search (docs/algorithms.md §3) on synthetic frames and embeddings: no model, no ComfyUI."""
 import pytest
 import torch
 
-from samplers.noise_search import SearchCost, best_candidate, candidate_seeds, min_frame_similarity, search_chunk, search_chunks
+from samplers.noise_search import GuideScorer, SearchCost, best_candidate, candidate_seeds, min_frame_similarity, search_chunk, search_chunks
 
 DIM = 16
 
@@ -24,6 +24,23 @@ def test_the_score_is_the_worst_frame_cosine_to_the_guide():
     # candidates batched along a leading dimension are scored independently
     batched = min_frame_similarity(guide, torch.stack([frames[:2], frames[[0, 0]]]))
     torch.testing.assert_close(batched, torch.tensor([2**-0.5, 1.0]))
+
+
+def test_the_guide_scorer_embeds_the_guide_once_and_scores_frames_by_their_worst_cosine():
+    embedded = []
+
+    def embed(images):
+        embedded.append(images.shape[0])
+        return images.flatten(1)  # an "embedding" per image: its pixels
+
+    scorer = GuideScorer(embed)
+    guide = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])  # two guide frames; the last one is the guide
+    frames = torch.tensor([[[[0.0, 2.0]]], [[[1.0, 1.0]]]])
+    assert scorer(guide, frames) == pytest.approx(2**-0.5)
+    assert scorer(guide, frames[:1]) == pytest.approx(1.0)
+    assert embedded == [1, 2, 1]  # the guide's embedding is reused for the second candidate
+    scorer(guide.clone(), frames[:1])
+    assert embedded[-2:] == [1, 1]  # a new guide is embedded again
 
 
 def test_the_scorer_picks_the_candidate_whose_frames_stay_closest_to_the_guide():

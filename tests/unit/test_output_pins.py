@@ -36,14 +36,17 @@ def fifo(space, window, partitions, lookahead, eta, batch_windows, clip_frames, 
     generator = torch.Generator().manual_seed(21)
     clip = process.sample(1, clip_frames, torch.Generator().manual_seed(22))
     prompt_of_frame = (lambda frame: 0) if switch is None else (lambda frame: int(frame >= switch))
-    return diagonal_queue.generate(process.denoise, clip, schedule(space, layout.levels), layout, 14, space, eta, generator, batch_windows, prompt_of_frame)
+    windows_per_call = layout.windows_per_iteration if batch_windows else 1
+    frames = diagonal_queue.generate(process.denoise, (1, 2, 3, 4), schedule(space, layout.levels), layout=layout, num_frames=14, space=space, clip=clip,
+                                     eta=eta, generator=generator, prompt_of_frame=prompt_of_frame, windows_per_call=windows_per_call)
+    return ((index, frame[:, :, 0]) for index, frame in frames)
 
 
 def first_clip(space, eta):
     process = GaussianVideo(space)
     generator = torch.Generator().manual_seed(23)
     noise = torch.randn(1, 2, 4, 3, 4, generator=generator)
-    return [(0, sample_clip(process.denoise, noise, schedule(space, 6), space, eta, generator))]
+    return [(0, sample_clip(process.denoise, noise, schedule(space, 6), space=space, eta=eta, generator=generator))]
 
 
 def progressive(space, chunk, window_chunks, steps, eta, with_context, switch=None):
@@ -51,7 +54,8 @@ def progressive(space, chunk, window_chunks, steps, eta, with_context, switch=No
     context = process.sample(1, 5, torch.Generator().manual_seed(24)) if with_context else None
     prompt_of_frame = (lambda frame: 0) if switch is None else (lambda frame: int(frame >= switch))
     layout = progressive_ar.ChunkLayout(chunk, window_chunks)
-    return progressive_ar.generate(process.denoise, (1, 2, 3, 4), schedule(space, steps), layout, 11, space, context, eta, torch.Generator().manual_seed(25), prompt_of_frame)
+    return progressive_ar.generate(process.denoise, (1, 2, 3, 4), schedule(space, steps), layout=layout, num_frames=11, space=space, clip=context,
+                                   eta=eta, generator=torch.Generator().manual_seed(25), prompt_of_frame=prompt_of_frame)
 
 
 CASES = {

@@ -24,18 +24,19 @@ def schedule(space, steps):
 
 def run(process, layout, sigmas, num_frames, seed=0, **kw):
     shape = (kw.pop("batch", 1), process.shape[0], *process.shape[1:])
-    return list(generate(process.denoise, shape, sigmas, layout, num_frames, process.space, generator=torch.Generator().manual_seed(seed), **kw))
+    clip = kw.pop("context", None)
+    return list(generate(process.denoise, shape, sigmas, layout=layout, num_frames=num_frames, space=process.space, clip=clip, generator=torch.Generator().manual_seed(seed), **kw))
 
 
 def video(chunks):
     return torch.cat([latent for _, latent in chunks], dim=2)
 
 
-# ---------------------------------------------------------------- level table (specs §2.3, §2.6)
+# ---------------------------------------------------------------- level table (docs/algorithms.md §2.1, §2.4)
 
 
 def test_worked_example_two_latent_chunks_four_steps():
-    # specs §2.6: c=2, F=T=4 -> stage 0 [500,500,1000,1000], stage 1 [250,250,750,750]; L=12 latents take 12 steps
+    # docs/algorithms.md §2.4: c=2, F=T=4 -> stage 0 [500,500,1000,1000], stage 1 [250,250,750,750]; L=12 latents take 12 steps
     process = GaussianVideo(FLOW)
     context = process.sample(1, 2, torch.Generator().manual_seed(1))
     chunks = run(process, ChunkLayout(chunk=2, window_chunks=2), linear_sigmas(4), num_frames=10, context=context)
@@ -48,7 +49,7 @@ def test_worked_example_two_latent_chunks_four_steps():
 
 
 def test_default_table_untransformed_and_with_the_reference_time_shift():
-    # specs §2.3: c=5, F=T=30, six noisy chunks; tau(j, s) = 1000 (c (j + 1) - s) / F
+    # docs/algorithms.md §2.1: c=5, F=T=30, six noisy chunks; tau(j, s) = 1000 (c (j + 1) - s) / F
     layout, steps = ChunkLayout(chunk=5, window_chunks=6), 30
     steady_calls = [in_window for in_window in chunk_schedule(20, 6, steps) if len(in_window) == 6]
     for s in range(5):
@@ -68,7 +69,7 @@ def test_default_table_untransformed_and_with_the_reference_time_shift():
 
 @pytest.mark.parametrize("chunk,window_chunks,steps,latents", [(5, 6, 30, 425), (2, 2, 4, 12), (1, 4, 4, 9), (3, 2, 8, 15)])
 def test_call_count_and_every_chunk_gets_all_steps_in_order(chunk, window_chunks, steps, latents):
-    # specs §2.5/§6.3: m (L/c + W' - 2) calls for L latents including the context chunk (445 for the defaults)
+    # docs/algorithms.md §2.3, §2.5: m (L/c + W' - 2) calls for L latents including the context chunk (445 for the defaults)
     generated = latents // chunk - 1
     shift = steps // window_chunks
     calls = list(chunk_schedule(generated, window_chunks, steps))
@@ -98,7 +99,7 @@ def test_steps_must_be_a_multiple_of_the_window_chunks():
         ChunkLayout(0, 2)
 
 
-# ---------------------------------------------------------------- exactness with the Gaussian denoiser (specs §6.1)
+# ---------------------------------------------------------------- exactness with the Gaussian denoiser (docs/algorithms.md §2.5)
 
 
 @pytest.mark.parametrize("space", SPACES)
@@ -114,7 +115,7 @@ def test_frame_independent_model_gives_plain_sampling_of_every_chunk(space, with
     assert [index for index, _ in chunks] == list(range(0, num_frames, chunk))
     for index, latent in chunks:
         noise = fresh_noise((2, *process.shape[:1], min(chunk, num_frames - index), *process.shape[1:]), draws, latent)
-        torch.testing.assert_close(latent, sample_clip(process.denoise, noise, sigmas, space), rtol=0, atol=2e-5)
+        torch.testing.assert_close(latent, sample_clip(process.denoise, noise, sigmas, space=space), rtol=0, atol=2e-5)
 
 
 def test_exactly_the_requested_frames_with_a_partial_last_chunk():
@@ -160,7 +161,7 @@ def test_each_frame_is_made_under_its_own_prompt():
     for index, latent in chunks:
         noise = fresh_noise((1, *process.shape[:1], 2, *process.shape[1:]), draws, latent)
         for k in range(2):
-            expected = sample_clip(process.denoise, noise[:, :, k : k + 1], sigmas, FLOW, prompt=prompt_of_frame(index + k))
+            expected = sample_clip(process.denoise, noise[:, :, k : k + 1], sigmas, space=FLOW, prompt=prompt_of_frame(index + k))
             torch.testing.assert_close(latent[:, :, k : k + 1], expected, rtol=0, atol=2e-5)
     # one call per prompt present in the window
     expected_calls = sum(
@@ -179,7 +180,7 @@ def test_same_seed_same_bits_other_seed_other_video(eta):
 
 def test_streaming_computes_chunks_only_as_they_are_consumed():
     process = GaussianVideo(FLOW)
-    chunks = generate(process.denoise, (1, 2, 3, 4), schedule(FLOW, 6), ChunkLayout(2, 3), 1000, FLOW)
+    chunks = generate(process.denoise, (1, 2, 3, 4), schedule(FLOW, 6), layout=ChunkLayout(2, 3), num_frames=1000, space=FLOW)
     next(chunks)
     # the first chunk is out after its 6 steps; nothing beyond the window was computed
     assert len(process.calls) == 6

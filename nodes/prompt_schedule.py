@@ -1,26 +1,13 @@
-"""What the long-video samplers share on the ComfyUI side: guidance inputs, prompt schedules, progress."""
+"""Prompt schedules: Prompt Frame Range tags a prompt with output frames; the samplers' guidance follows them."""
 from __future__ import annotations
 
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io
 
 from ..samplers.prompt_schedule import schedule_prompts
-from .adapter import prompt_guider
+from .adapter import Guidance, prompt_guider
+from .schema import CATEGORY
 
-CATEGORY = "video/long"
 FRAME_RANGE_KEY = "longvideo_frame_range"
-
-
-def guidance_inputs(prompt_schedule_hint: str) -> list:
-    """model / positive / negative / cfg, or a guider in their place."""
-    return [
-        io.Model.Input("model", optional=True, tooltip="The video model (Wan 2.1/2.2, LTX-Video, Cosmos Predict2, or an image model with a motion module). Leave empty when a guider is connected."),
-        io.Conditioning.Input("positive", optional=True, tooltip=f"Prompt. Several prompts with Prompt Frame Range make a prompt schedule: {prompt_schedule_hint}"),
-        io.Conditioning.Input("negative", optional=True, tooltip="Negative prompt for classifier-free guidance."),
-        io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale (used with model + conditioning, ignored with a guider)."),
-        io.Guider.Input("guider", optional=True, tooltip="Instead of model/positive/negative/cfg: any guider (CFGGuider, DualCFGGuider, ...). Single prompt only."),
-    ]
 
 
 class PromptFrameRange(io.ComfyNode):
@@ -52,41 +39,20 @@ class PromptFrameRange(io.ComfyNode):
         return io.NodeOutput([[tensor, {**extra, FRAME_RANGE_KEY: frame_range}] for tensor, extra in conditioning])
 
 
-def guider_and_schedule(model, positive, negative, cfg, guider, length):
-    """The guider to sample with and the prompt index of each output latent frame."""
+def guidance_from_inputs(model, positive, negative, cfg, guider, length) -> Guidance:
+    """The guider to sample with and the prompt index of each output latent frame, from a sampler's inputs."""
     if guider is not None:
         if model is not None or positive is not None:
             raise ValueError("Connect either a guider or model + positive (+ negative), not both.")
-        return guider, lambda frame: 0
+        return Guidance(guider)
     if model is None or positive is None or negative is None:
         raise ValueError("Connect a model with positive and negative prompts, or a guider.")
     ranges = [extra.get(FRAME_RANGE_KEY) for _, extra in positive]
     entries_of_prompt, prompt_of_frame = schedule_prompts(ranges, length)
     positives = [[_without_range(positive[i]) for i in entries] for entries in entries_of_prompt]
-    return prompt_guider(model, positives, negative, cfg), prompt_of_frame.__getitem__
+    return Guidance(prompt_guider(model, positives, negative, cfg), prompt_of_frame.__getitem__)
 
 
 def _without_range(entry):
     tensor, extra = entry
     return [tensor, {k: v for k, v in extra.items() if k != FRAME_RANGE_KEY}]
-
-
-class FrameProgress:
-    """ComfyUI's progress bar, with a preview of the latest finished latent frame."""
-
-    def __init__(self, total: int, patcher):
-        self.bar = comfy.utils.ProgressBar(total)
-        self.previewer = latent_preview.get_previewer(patcher.load_device, patcher.model.latent_format)
-
-    def advance(self, frame=None) -> None:
-        """One step further, showing ``frame`` (a model-space latent ``[B, C, H, W]``) if given."""
-        self.bar.update_absolute(self.bar.current + 1, preview=self._preview(frame))
-
-    def show(self, frame) -> None:
-        """Show ``frame`` without moving the bar."""
-        self.bar.update_absolute(self.bar.current, preview=self._preview(frame))
-
-    def _preview(self, frame):
-        if frame is None or self.previewer is None:
-            return None
-        return self.previewer.decode_latent_to_preview_image("JPEG", frame[:1, :, None])

@@ -1,9 +1,7 @@
-"""The one seam between ComfyUI and ``samplers/``.
+"""Predict x0 for video windows whose frames sit at their own noise levels, through a ComfyUI guider.
 
-It turns a ComfyUI MODEL with its conditioning and CFG (or any GUIDER) into a function that
-predicts x0 for video windows ``[N, C, F, H, W]`` in which every frame has its own sigma
-``[N, F]``. ComfyUI computes ``denoised`` with one sigma per batch row, so each family gets its
-per-frame timestep in through its own door and the result is corrected frame by frame:
+ComfyUI computes ``denoised`` with one sigma per batch row, so each family gets its per-frame
+timestep in through its own door and the result is corrected frame by frame:
 
 * the call uses the row's largest sigma ``s_b`` and per-frame timesteps ``timestep(s_f)``;
 * each frame's input is rescaled so the network sees ``calculate_input(s_f, x_f)``;
@@ -14,93 +12,20 @@ ComfyUI model-sampling type (EPS, V, EDM, CONST/flow, Cosmos RFlow), and CFG mix
 weights that sum to one, so the correction is exact for all of them.
 
 Cosmos Predict2 video2world also reads a concatenated channel that marks given (clean) frames. ComfyUI
-builds it once for the whole latent, so the adapter builds it per call instead: 1 for the frames of a
+builds it once for the whole latent, so the denoiser builds it per call instead: 1 for the frames of a
 window at sigma 0 (a context chunk), 0 for the frames being generated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
-import comfy.model_base as model_base
-import comfy.model_sampling
 import comfy.patcher_extension as patcher_extension
 import comfy.samplers
 import torch
 
-from ..samplers.frame_levels import NoiseSpace
+from .families import DENOISE_MASK, FRAMES_AS_BATCH, TIMESTEP_MATRIX, model_family
 
-DENOISE_MASK = "denoise_mask"  # the model's process_timestep turns a mask into per-frame timesteps
-TIMESTEP_MATRIX = "timestep_matrix"  # the transformer accepts a [B, T] timestep we inject ourselves
-FRAMES_AS_BATCH = "frames_as_batch"  # image-latent models: frames are batch rows with a sigma each
-
-SUPPORTED_FAMILIES = (
-    "LTX-Video (LTXV), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
-    "and frames-as-batch models (SD1.5/SDXL with a motion module, SVD)"
-)
 _WRAPPER_KEY = "comfyui-longvideo.frame_levels"
-
-
-class UnsupportedModelError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    mechanism: str
-    marks_clean_frames: bool = False  # the model's only concat input is a channel flagging given frames
-
-
-def model_family(model: model_base.BaseModel) -> Family:
-    """Which family a loaded model belongs to, and how it takes per-frame noise levels."""
-    kind = type(model)
-    if kind is model_base.LTXV:
-        return Family("LTX-Video", DENOISE_MASK)
-    if kind is model_base.WAN22:
-        return Family("Wan 2.2 TI2V-5B", DENOISE_MASK)
-    if kind is model_base.CosmosPredict2:
-        return Family("Cosmos Predict2", DENOISE_MASK, marks_clean_frames=model.image_to_video)
-    if kind is model_base.WAN21:
-        return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
-    if model.latent_format.latent_dimensions == 2:
-        return Family(f"frames-as-batch ({kind.__name__})", FRAMES_AS_BATCH)
-    raise UnsupportedModelError(
-        f"This model is {kind.__name__} (transformer {type(model.diffusion_model).__name__}), which takes one noise "
-        f"level per video, but long-video sampling needs a noise level per frame. Supported families: "
-        f"{SUPPORTED_FAMILIES}."
-    )
-
-
-def video_layout(samples: torch.Tensor, family: Family) -> torch.Tensor:
-    """A LATENT's samples as a video ``[B, C, F, H, W]``; image models keep frames as batch rows."""
-    video = samples.movedim(0, 1).unsqueeze(0) if family.mechanism == FRAMES_AS_BATCH else samples
-    if video.ndim != 5:
-        raise ValueError(f"The latent must be a video latent [batch, channels, frames, height, width]; got shape {tuple(samples.shape)}.")
-    return video
-
-
-def host_layout(video: torch.Tensor, family: Family) -> torch.Tensor:
-    """The inverse of ``video_layout``: what goes back into a LATENT."""
-    return video.squeeze(0).movedim(0, 1) if family.mechanism == FRAMES_AS_BATCH else video
-
-
-def to_model_space(model: model_base.BaseModel, video: torch.Tensor) -> torch.Tensor:
-    """``process_latent_in`` on a video ``[B, C, F, H, W]``, in the model's own layout."""
-    family = model_family(model)
-    return video_layout(model.process_latent_in(host_layout(video, family)), family)
-
-
-def to_host_space(model: model_base.BaseModel, video: torch.Tensor) -> torch.Tensor:
-    """``process_latent_out`` on a video ``[B, C, F, H, W]``, in the model's own layout."""
-    family = model_family(model)
-    return video_layout(model.process_latent_out(host_layout(video, family)), family)
-
-
-def noise_space(model: model_base.BaseModel) -> NoiseSpace:
-    if isinstance(model.model_sampling, comfy.model_sampling.CONST):
-        return NoiseSpace.RECTIFIED_FLOW
-    return NoiseSpace.VARIANCE_EXPLODING
 
 
 class PromptScheduleGuider(comfy.samplers.CFGGuider):

@@ -1,0 +1,15 @@
+"""The one seam between ComfyUI and ``samplers/``.
+
+It turns a ComfyUI MODEL with its conditioning and CFG (or any GUIDER) into "predict x0 for these
+frames at these per-frame levels" (denoiser.py), knows each model family's way in (families.py),
+and owns the per-frame run from LATENT in to LATENT out (run.py). Every family's quirks live
+here and nowhere else.
+"""
+from .denoiser import FramewiseDenoiser, PromptScheduleGuider, prompt_guider, run_with_framewise_denoiser
+from .families import SUPPORTED_FAMILIES, UnsupportedModelError, model_family
+from .run import BATCHING_CHOICES, ClipInput, Guidance, sample_video
+
+__all__ = [
+    "BATCHING_CHOICES", "ClipInput", "FramewiseDenoiser", "Guidance", "PromptScheduleGuider", "SUPPORTED_FAMILIES",
+    "UnsupportedModelError", "model_family", "prompt_guider", "run_with_framewise_denoiser", "sample_video",
+]

@@ -1,0 +1,146 @@
+"""The per-frame run: a sampler from samplers/ driven through ComfyUI, from LATENT in to LATENT out.
+
+A sampler node says which sampler, layout and settings; this module does the rest for every
+sampler alike: the model family and its latent layout, the largest call ComfyUI must plan for,
+window batching, loading the model and preparing the conditioning, the output buffer the
+frames stream into, progress with previews, and the checks for cancel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
+
+import comfy.model_management
+import comfy.sample
+import torch
+
+from ...samplers.frame_levels import Denoiser, Progress
+from ..progress import FrameProgress
+from .denoiser import run_with_framewise_denoiser
+from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
+
+# keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
+INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index")
+BATCHING_CHOICES = ("auto", "batched", "one by one")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What predicts x0: a ComfyUI guider (CFG over the prompts) and the prompt index of every output frame."""
+
+    guider: object
+    prompt_of_frame: Callable[[int], int] = lambda frame: 0
+
+
+class ClipInput(NamedTuple):
+    """A clean clip the video continues, with what to tell the user when it is unusable."""
+
+    latent: dict
+    name: str  # "context", "input": the latent's name in messages
+    when_empty: str  # what to do when it holds only zeros
+
+
+def sample_video(
+    guidance: Guidance,
+    latent: dict,
+    sigmas: torch.Tensor,
+    *,
+    sampler,
+    layout,
+    length: int,
+    seed: int,
+    eta: float,
+    clip: Optional[ClipInput] = None,
+    window_batching: str = "auto",
+) -> dict:
+    """Run ``sampler`` (a generate function of samplers/) and return the output LATENT of ``length`` frames.
+
+    ``latent`` gives batch, channels and size; ``layout`` is the sampler's layout (its
+    frames_per_call and windows_per_iteration size the model calls).
+    """
+    patcher = guidance.guider.model_patcher
+    family = model_family(patcher.model)
+    samples = comfy.sample.fix_empty_latent_channels(patcher, latent["samples"])
+    video = video_layout(samples, family)
+    batch, channels, _, height, width = video.shape
+    clip_video = None if clip is None else _clip_video(clip, family, video)
+    windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family) else 1
+    rows = windows_per_call * batch
+    frames = layout.frames_per_call
+    call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
+
+    model, device = patcher.model, patcher.load_device
+    output = torch.zeros(batch, channels, length, height, width)
+    progress = _ProgressReport(patcher)
+    denoise = _BoundInsideSampling()
+    generated = sampler(
+        denoise, (batch, channels, height, width), sigmas,
+        layout=layout, num_frames=length, space=noise_space(model),
+        clip=None if clip_video is None else to_model_space(model, clip_video.to(device)),
+        eta=eta, generator=torch.Generator().manual_seed(seed), prompt_of_frame=guidance.prompt_of_frame,
+        windows_per_call=windows_per_call, device=device, callback=progress)
+
+    def stream_into_output(framewise_denoiser, _sampling_sigmas):
+        denoise.bound = framewise_denoiser
+        for index, block in generated:
+            if index >= 0:
+                output[:, :, index : index + block.shape[2]] = to_host_space(model, block).to(output)
+
+    run_with_framewise_denoiser(guidance.guider, call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
+    out = {key: value for key, value in latent.items() if key not in INPUT_ONLY_LATENT_KEYS}
+    out["samples"] = host_layout(output, family)
+    return out
+
+
+class _BoundInsideSampling:
+    """The denoiser of a run; the sampler gets it (and checks its arguments) before ComfyUI loads the model."""
+
+    bound: Optional[Denoiser] = None
+
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+        return self.bound(x, sigmas, prompt)
+
+
+class _ProgressReport:
+    """The sampler's progress on ComfyUI's bar, previewing the last frame of what was finished."""
+
+    def __init__(self, patcher):
+        self.patcher = patcher
+        self.bar: Optional[FrameProgress] = None
+
+    def __call__(self, progress: Progress) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if self.bar is None:
+            self.bar = FrameProgress(progress.iterations, self.patcher)
+        self.bar.update(progress.iteration, progress.finished)
+
+
+def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
+    clip_video = video_layout(clip.latent["samples"], family)
+    if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:
+        raise ValueError(
+            f"The {clip.name} latent has {clip_video.shape[1]} channels at {clip_video.shape[4]}x{clip_video.shape[3]} latent "
+            f"pixels, but the latent has {video.shape[1]} channels at {video.shape[4]}x{video.shape[3]}. Encode the {clip.name} "
+            f"at the video's size with the model's VAE."
+        )
+    if clip_video.shape[0] not in (1, video.shape[0]):
+        raise ValueError(f"The {clip.name} latent has a batch of {clip_video.shape[0]}, the latent {video.shape[0]}: use the same batch, or a {clip.name} of batch 1.")
+    if torch.count_nonzero(clip_video) == 0:
+        raise ValueError(f"The {clip.name} latent is empty (all zeros): {clip.when_empty}")
+    return clip_video.expand(video.shape[0], -1, -1, -1, -1)
+
+
+def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, family) -> bool:
+    if window_batching not in BATCHING_CHOICES:
+        raise ValueError(f"Unknown window batching {window_batching!r}; choose one of {', '.join(BATCHING_CHOICES)}.")
+    if window_batching != "auto":
+        return window_batching == "batched"
+    if family.mechanism == FRAMES_AS_BATCH or layout.windows_per_iteration == 1:
+        # a motion module sees the whole batch as one video, so its windows cannot share a call
+        return False
+    batch, channels, _, height, width = video.shape
+    # cond + uncond rows for every window of an iteration
+    shape = (2 * batch * layout.windows_per_iteration, channels, layout.frames_per_call, height, width)
+    needed = patcher.model.memory_required(shape)
+    # the patcher's own answer: under dynamic VRAM, model_management.get_free_memory leaves out what it can offload
+    return needed < 0.5 * patcher.get_free_memory(patcher.load_device)
