@@ -121,7 +121,7 @@ class _ChunkSampler:
 
     def _sample(self, guide, seed, steps):
         positive, negative, latent = self._condition(guide)
-        latent_image = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"])
+        latent_image = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
         noise = comfy.sample.prepare_noise(latent_image, seed)
         return comfy.sample.sample(
             self.model, noise, steps, self.cfg, self.sampler_name, self.scheduler, positive, negative, latent_image,

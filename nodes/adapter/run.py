@@ -20,7 +20,7 @@ from .denoiser import run_with_framewise_denoiser
 from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 
 # keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
-INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index")
+INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index", "downscale_ratio_spacial", "downscale_ratio_temporal")
 BATCHING_CHOICES = ("auto", "batched", "one by one")
 
 
@@ -60,7 +60,8 @@ def sample_video(
     """
     patcher = guidance.guider.model_patcher
     family = model_family(patcher.model)
-    samples = comfy.sample.fix_empty_latent_channels(patcher, latent["samples"])
+    samples = comfy.sample.fix_empty_latent_channels(
+        patcher, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     video = video_layout(samples, family)
     batch, channels, _, height, width = video.shape
     clip_video = None if clip is None else _clip_video(clip, family, video)

@@ -50,12 +50,12 @@ ADJUST = {"fifo_wan22_5b_batched": _batched, "fifo_wan22_5b_schedule": _switch_p
 
 PINS = {
     "fifo_wan21_lp_ld": "5616d2f461654c8a692e948d867abd9b",
-    "fifo_wan22_5b_lp_ld": "7d27b0dd50c17f906e4fe88abbc2ba7e",
-    "fifo_wan22_5b_eta0": "467e6bc4aabdafd43d0df2283fec14d6",
+    "fifo_wan22_5b_lp_ld": "6d42a4423e1de9b5d1d5038a95e4e50a",
+    "fifo_wan22_5b_eta0": "75bc586a1814c7605c32e8ede16183d4",
     "fifo_ltxv_lp_ld": "1e49ae590ab8a5e7b6f8ecbfe5195d0a",
     "fifo_cosmos_lp_ld": "fc839087a22b60654de2eac04a92b23e",
-    "fifo_wan22_5b_batched": "f01e45cde566dee92d8284bbca719a4b",
-    "fifo_wan22_5b_schedule": "ff6654ac2c4cacc9064bbeddc4094982",
+    "fifo_wan22_5b_batched": "027f6ffda60c7112da21c56bf0f64b54",
+    "fifo_wan22_5b_schedule": "842c8ba2de995e8a92235361ce7ca495",
     "pavdm_ltxv": "c6fa7bb7c5d98e5a6b19e2ec9d602209",
     "pavdm_wan21_schedule": "552bfd19bce02c5e5f3a756b915bc772",
     "pavdm_wan22_5b_eta": "0b4457472ba270f5de7e16e982db133b",
