@@ -13,11 +13,12 @@ the reference), so evaluating windows one by one or batched gives the same numbe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .experts import Experts, as_experts
 from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, add_noise, check_run, check_schedule, fresh_noise, sample_clip, step
 
 
@@ -25,7 +26,12 @@ from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, Noise
 class Window:
     start: int  # first queue slot the model sees
     stop: int  # one past the last slot
-    write_start: int  # slots [write_start, stop) are written back
+    write_start: int  # slots [write_start, write_end) are written back
+    write_stop: Optional[int] = None  # None: to the window's end
+
+    @property
+    def write_end(self) -> int:
+        return self.stop if self.write_stop is None else self.write_stop
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ class QueueLayout:
     window: int
     partitions: int = 1
     lookahead: bool = False
+    # without lookahead, partition edges fall on in-flight slots edge, edge + window, ...: experts
+    # move them onto their boundary, so that no window holds frames of two experts (docs/algorithms.md §1.7)
+    edge: int = 0
 
     def __post_init__(self):
         if self.window < 1:
@@ -41,6 +50,8 @@ class QueueLayout:
             raise ValueError(f"Latent partitions must be at least 1, got {self.partitions}.")
         if self.lookahead and self.window < 2:
             raise ValueError("Lookahead splits each window in two halves, so it needs a window of at least 2 latent frames.")
+        if not 0 <= self.edge < self.window or (self.edge and self.lookahead):
+            raise ValueError(f"A partition edge at slot {self.edge} needs 0 <= edge < window ({self.window}) and no lookahead.")
 
     @property
     def levels(self) -> int:
@@ -67,7 +78,8 @@ class QueueLayout:
 
     def _write_sizes(self) -> list[int]:
         if not self.lookahead:
-            return [self.window] * self.partitions
+            first = [self.edge] if self.edge else []
+            return first + [self.window] * (self.partitions - 1) + [self.window - self.edge]
         # halves alternate ceil/floor so odd windows tile too (the Open-Sora-Plan variant, docs/algorithms.md §1.4)
         return [(self.window + 1) // 2, self.window // 2] * self.partitions
 
@@ -75,7 +87,8 @@ class QueueLayout:
         """The windows of one iteration when the first ``in_flight`` frames are still in the queue.
 
         Written regions tile the in-flight slots exactly once. While the queue drains at the end, a
-        window whose region is cut short slides back so the model still sees ``window`` frames.
+        window whose region is cut short slides back so the model still sees ``window`` frames; a
+        region shorter than the window at the head (a moved partition edge) reads the frames above it.
         """
         in_flight = self.levels if in_flight is None else in_flight
         end_of_queue = self.context_slots + in_flight
@@ -85,7 +98,12 @@ class QueueLayout:
             if write_start >= end_of_queue:
                 break
             stop = min(write_start + size, end_of_queue)
-            out.append(Window(max(0, stop - self.window), stop, write_start))
+            if self.lookahead:
+                start = max(0, stop - self.window)
+            else:
+                start = max(0, min(write_start, end_of_queue - self.window))
+            window_stop = min(start + self.window, end_of_queue)
+            out.append(Window(start, window_stop, write_start, None if stop == window_stop else stop))
             write_start += size
         return out
 
@@ -147,7 +165,7 @@ def initial_queue(
 
 
 def generate(
-    denoise: Denoiser,
+    denoise: Union[Denoiser, Experts],
     frame_shape: Sequence[int],
     sigmas: torch.Tensor,
     *,
@@ -164,84 +182,174 @@ def generate(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Diagonal-queue video: yields ``(frame index, latent [B, C, 1, H, W])`` as each frame leaves the queue.
 
-    The queue starts from ``clip``, a clean clip ``[B, C, F, H, W]`` whose last frames are re-noised
-    into it; without one it starts from a first clip of ``window`` frames sampled here with the
-    whole schedule (the official start). Warm-up frames come first with negative indices (they
-    are not part of the video; the official method discards them); then exactly ``num_frames``
-    frames with indices 0..num_frames-1, a given clip's frames re-denoised first.
+    ``denoise`` is one denoiser, or Experts that each serve a band of levels (every frame is
+    denoised by the expert of its level). The queue starts from ``clip``, a clean clip
+    ``[B, C, F, H, W]`` whose last frames are re-noised into it; without one it starts from a first
+    clip of ``window`` frames sampled here with the whole schedule (the official start). Warm-up
+    frames come first with negative indices (they are not part of the video; the official method
+    discards them); then exactly ``num_frames`` frames with indices 0..num_frames-1, a given clip's
+    frames re-denoised first.
 
     The arguments are checked when this is called, before any model call.
     """
     check_run(layout, sigmas, num_frames, frame_shape, clip)
-    return _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback)
+    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback)
 
 
-def _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback):
+def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback):
     progress = IterationCounter(layout.iterations(num_frames, None if clip is None else clip.shape[FRAME_DIM]), callback)
     if clip is None:
         batch, channels, height, width = frame_shape
         noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
-        clip = sample_clip(denoise, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
+        clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
     queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
+    layout = _edges_on_expert_boundary(layout, experts, sigmas)
     position_prompt = lambda position: prompt_of_frame(max(0, position - warmup))  # noqa: E731
-    for position, frame in _run_queue(denoise, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
+    for position, frame in _run_queue(experts, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
         index = position - warmup
         yield index, frame
         progress.step(frame if index >= 0 else None)
 
 
-def _run_queue(denoise, queue, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_position):
+def _edges_on_expert_boundary(layout, experts, sigmas):
+    """Without lookahead, partition edges moved onto the slot where the expert changes (docs/algorithms.md §1.7)."""
+    if experts.count == 1 or layout.lookahead:
+        return layout
+    in_flight = experts.expert_of(layout.slot_sigmas(sigmas)[0][layout.context_slots :])
+    changes = (in_flight[1:] != in_flight[:-1]).nonzero()
+    return layout if len(changes) == 0 else replace(layout, edge=(int(changes[0]) + 1) % layout.window)
+
+
+def _run_queue(experts, queue, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_position):
     """Dequeue ``total`` frames, yielding ``(position, latent [B, C, 1, H, W])`` as each one finishes.
 
     Fresh noise enters the tail only while it will still be dequeued; after that the queue drains
     (flush), so the last frames are finished and no model call is spent on frames nobody keeps.
+    With two experts whose frames no window mixes, the noisier expert runs up to
+    ``experts.switch_every`` iterations ahead (_run_ahead); the frames are the same bits.
     """
     context = layout.context_slots
     queue = queue[:, :, : context + min(layout.levels, total)]
     now, nxt = (level.to(queue) for level in layout.slot_sigmas(sigmas))
-    for position, in_flight in enumerate(layout.in_flight_counts(total)):
-        queue = _advance(denoise, queue, now, nxt, layout, in_flight, position, space, eta, generator, windows_per_call, prompt_of_position)
-        yield position, queue[:, :, context : context + 1].clone()
-        enqueue = position + layout.levels < total
-        tail = [fresh_noise(queue[:, :, :1].shape, generator, queue) * sigmas[0]] if enqueue else []
-        queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
+    slot_experts = experts.expert_of(now).tolist()
+    split = _segment_split(layout, slot_experts) if experts.switch_every > 1 else None
+    in_flight_counts = list(layout.in_flight_counts(total))
+    position = 0
+    while position < total:
+        block = 1
+        if split is not None:
+            while block < experts.switch_every and position + block < total and in_flight_counts[position + block] == layout.levels:
+                block += 1
+        draws = [_draw_noise(queue, generator, eta, sigmas, position + t + layout.levels < total) for t in range(block)]
+        calls = [
+            _calls(experts, slot_experts, layout.windows(in_flight_counts[position + t]), windows_per_call, position + t - context, prompt_of_position)
+            for t in range(block)
+        ]
+        if block > 1 and in_flight_counts[position] == layout.levels:
+            queue = yield from _run_ahead(experts, queue, split, calls, draws, now, nxt, space, eta, position)
+        else:
+            noise, tail = draws[0]
+            queue = _advance(experts, calls[0], queue, now, nxt, space, eta, noise)
+            yield position, queue[:, :, context : context + 1].clone()
+            queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
+        position += block
 
 
-def _advance(denoise, queue, now, nxt, layout, in_flight, first_position, space, eta, generator, windows_per_call, prompt_of_position):
-    """One diagonal iteration: every in-flight frame moves down one level."""
-    batch = queue.shape[0]
-    context = layout.context_slots
+def _draw_noise(queue, generator, eta, sigmas, enqueue):
+    """One iteration's random draws, in the order the iteration makes them: the step noise, then the tail."""
     noise = fresh_noise(queue.shape, generator, queue) if eta > 0 else None
+    tail = [fresh_noise(queue[:, :, :1].shape, generator, queue) * sigmas[0]] if enqueue else []
+    return noise, tail
+
+
+def _segment_split(layout, slot_experts):
+    """The slot below which the cleaner expert works, when the full queue's windows never mix two
+    experts in what they read or write (so frames flow only from the noisier segment into the
+    cleaner one); None otherwise."""
+    in_flight = slot_experts[layout.context_slots :]
+    if layout.lookahead or len(set(in_flight)) != 2:
+        return None
+    split = layout.context_slots + next(j for j in range(1, len(in_flight)) if in_flight[j] != in_flight[0])
+    if all(w.stop <= split or w.start >= split for w in layout.windows()):
+        return split
+    return None
+
+
+def _run_ahead(experts, queue, split, calls, draws, now, nxt, space, eta, position):
+    """``len(calls)`` iterations, the noisier segment (slots from ``split`` on) first for all of them,
+    its frames that cross into the cleaner segment kept until the cleaner expert takes them."""
+    noisy_calls = [[call for call in iteration if call[2].windows[0].start >= split] for iteration in calls]
+    clean_calls = [[call for call in iteration if call[2].windows[0].start < split] for iteration in calls]
+    noisy, crossing = queue, []
+    for iteration_calls, (noise, tail) in zip(noisy_calls, draws):
+        noisy = _advance(experts, iteration_calls, noisy, now, nxt, space, eta, noise)
+        crossing.append(noisy[:, :, split : split + 1])
+        noisy = torch.cat([noisy[:, :, 1:], *tail], dim=FRAME_DIM)
+    clean = queue[:, :, :split]
+    for t, (iteration_calls, (noise, _)) in enumerate(zip(clean_calls, draws)):
+        clean = _advance(experts, iteration_calls, clean, now, nxt, space, eta, noise)
+        yield position + t, clean[:, :, :1].clone()
+        clean = torch.cat([clean[:, :, 1:], crossing[t]], dim=FRAME_DIM)
+    return torch.cat([clean, noisy[:, :, split:]], dim=FRAME_DIM)
+
+
+def _advance(experts, calls, queue, now, nxt, space, eta, noise):
+    """One diagonal iteration: every in-flight frame moves down one level, by its own expert."""
+    batch = queue.shape[0]
     updated = queue.clone()
-    for prompt, group in _window_groups(layout.windows(in_flight), windows_per_call, first_position - context, prompt_of_position):
-        x = torch.cat([queue[:, :, w.start : w.stop] for w in group])
-        levels = torch.stack([now[w.start : w.stop] for w in group]).repeat_interleave(batch, dim=0)
-        denoised = denoise(x, levels, prompt)
-        for k, w in enumerate(group):
+    for expert, prompt, call in calls:
+        x = torch.cat([queue[:, :, w.start : w.stop] for w in call.windows])
+        levels = torch.stack([now[w.start : w.stop] for w in call.windows]).repeat_interleave(batch, dim=0)
+        denoised = experts(expert, x, levels, prompt)
+        for k, (w, first, stop) in enumerate(call.written):
             rows = slice(k * batch, (k + 1) * batch)
-            own = slice(w.write_start - w.start, None)
-            updated[:, :, w.write_start : w.stop] = step(
+            own = slice(first - w.start, stop - w.start)
+            updated[:, :, first:stop] = step(
                 x[rows, :, own],
                 denoised[rows, :, own],
-                now[w.write_start : w.stop],
-                nxt[w.write_start : w.stop],
+                now[first:stop],
+                nxt[first:stop],
                 space,
                 eta,
-                None if noise is None else noise[:, :, w.write_start : w.stop],
+                None if noise is None else noise[:, :, first:stop],
             )
     return updated
 
 
-def _window_groups(windows, windows_per_call, position_of_slot_zero, prompt_of_position):
-    """Windows that go into one model call: up to ``windows_per_call`` of the same length and prompt."""
-    groups: list[tuple[int, list[Window]]] = []
-    filling: dict[tuple[int, int], list[Window]] = {}
+@dataclass
+class _Call:
+    """Windows that share one model call, each with the slots ``[first, stop)`` this call's expert writes."""
+
+    written: list[tuple[Window, int, int]] = field(default_factory=list)
+
+    @property
+    def windows(self) -> list[Window]:
+        return [w for w, _, _ in self.written]
+
+
+def _calls(experts, slot_experts, windows, windows_per_call, position_of_slot_zero, prompt_of_position):
+    """The model calls of one iteration: ``(expert, prompt, windows)``, up to ``windows_per_call`` windows
+    of the same expert, length and prompt each, all calls of one expert together."""
+    by_expert: dict[int, list[tuple[int, _Call]]] = {}
+    filling: dict[tuple[int, int, int], _Call] = {}
     for w in windows:
-        prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.stop - 1) // 2)
-        kind = (w.stop - w.start, prompt)
-        group = filling.get(kind)
-        if group is None or len(group) >= windows_per_call:
-            group = filling[kind] = []
-            groups.append((prompt, group))
-        group.append(w)
-    return groups
+        prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.write_end - 1) // 2)
+        for expert, first, stop in _expert_runs(slot_experts, w.write_start, w.write_end):
+            kind = (expert, w.stop - w.start, prompt)
+            call = filling.get(kind)
+            if call is None or len(call.written) >= windows_per_call:
+                call = filling[kind] = _Call()
+                by_expert.setdefault(expert, []).append((prompt, call))
+            call.written.append((w, first, stop))
+    return [(expert, prompt, call) for expert in experts.order(by_expert) for prompt, call in by_expert[expert]]
+
+
+def _expert_runs(slot_experts, start, stop):
+    """``(expert, first, stop)`` of each run of slots in ``[start, stop)`` served by one expert."""
+    runs = []
+    for slot in range(start, stop):
+        if runs and runs[-1][0] == slot_experts[slot]:
+            runs[-1][2] = slot + 1
+        else:
+            runs.append([slot_experts[slot], slot, slot + 1])
+    return [tuple(run) for run in runs]

@@ -13,6 +13,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .experts import as_experts
+
 FRAME_DIM = 2
 
 # predict x0 for a batch of windows: latents [N, C, F, H, W], per-frame sigmas [N, F], prompt index
@@ -136,7 +138,7 @@ def _ancestral_flow_step(x, denoised, s, safe_s, s_next, eta, noise):
 
 
 def sample_clip(
-    denoise: Denoiser,
+    denoise,
     noise: torch.Tensor,
     sigmas: torch.Tensor,
     *,
@@ -148,16 +150,18 @@ def sample_clip(
 ) -> torch.Tensor:
     """Ordinary sampling of a clip: every frame at the same level, one model call per level.
 
-    ``noise`` is unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
+    ``denoise`` is a Denoiser or Experts (each step by the expert of its level); ``noise`` is
+    unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
     ``callback()`` is called after each step.
     """
+    experts = as_experts(denoise)
     frames = noise.shape[FRAME_DIM]
     # pure noise at the first level is sigma_max * noise in both noise spaces
     x = noise * sigmas[0]
     for i in range(len(sigmas) - 1):
         level = sigmas[i].expand(noise.shape[0], frames)
         level_next = sigmas[i + 1].expand(noise.shape[0], frames)
-        denoised = denoise(x, level, prompt)
+        denoised = experts(int(experts.expert_of(sigmas[i])), x, level, prompt)
         fresh = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, level, level_next, space, eta, fresh)
         if callback is not None:

@@ -17,10 +17,11 @@ timestep transform).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .experts import Experts, as_experts
 from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, check_run, check_schedule, fresh_noise, step
 
 
@@ -94,7 +95,7 @@ def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[
 
 
 def generate(
-    denoise: Denoiser,
+    denoise: Union[Denoiser, Experts],
     frame_shape: Sequence[int],
     sigmas: torch.Tensor,
     *,
@@ -111,7 +112,9 @@ def generate(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(first frame index, chunk latent [B, C, c, H, W])`` as each chunk is finished.
 
-    ``clip`` is an optional clean clip ``[B, C, F, H, W]`` to extend: its last ``chunk`` frames are
+    ``denoise`` is one denoiser, or Experts that each serve a band of levels: a window holding
+    frames of several bands is evaluated by each of their experts, and every frame takes its own
+    expert's prediction. ``clip`` is an optional clean clip ``[B, C, F, H, W]`` to extend: its last ``chunk`` frames are
     the first context chunk. Without it the first chunk is made from noise alone. Exactly
     ``num_frames`` new frames come out; a last partial chunk is sampled at its own size rather
     than trimmed. Frames under different prompts in one window each get their own prompt's
@@ -121,10 +124,10 @@ def generate(
     The arguments are checked when this is called, before any model call.
     """
     check_run(layout, sigmas, num_frames, frame_shape, clip)
-    return _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback)
+    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback)
 
 
-def _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback):
+def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback):
     steps = len(sigmas) - 1
     batch, channels, height, width = frame_shape
     progress = IterationCounter(layout.iterations(num_frames, steps), callback)
@@ -142,7 +145,7 @@ def _run(denoise, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         now, nxt = (_frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
         first_frame = in_window[0][0] * layout.chunk
         prompts = [prompt_of_frame(first_frame + k) for k in range(x.shape[FRAME_DIM] - context_frames)]
-        denoised = _denoise_per_prompt(denoise, x, now.expand(batch, -1), prompts, context_frames)
+        denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), prompts, context_frames)
         noise = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, now, nxt, space, eta, noise)
         stepped = x[:, :, context_frames:].split(sizes, dim=FRAME_DIM)
@@ -160,14 +163,16 @@ def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
     return torch.cat([sigmas.new_zeros(context_frames), *chunk_levels])
 
 
-def _denoise_per_prompt(denoise, x, levels, prompts, context_frames):
-    """One model call per prompt in the window; every noisy frame keeps its own prompt's x0."""
+def _denoise_per_expert_and_prompt(experts, x, levels, prompts, context_frames):
+    """One model call per expert and prompt in the window; every noisy frame keeps its own expert's and prompt's x0."""
+    own = list(zip(experts.expert_of(levels[0, context_frames:]).tolist(), prompts))
     denoised = None
-    for prompt in dict.fromkeys(prompts):
-        prediction = denoise(x, levels, prompt)
-        if denoised is None:
-            denoised = prediction
-            continue
-        mine = [context_frames + k for k, p in enumerate(prompts) if p == prompt]
-        denoised[:, :, mine] = prediction[:, :, mine]
+    for expert in experts.order(e for e, _ in own):
+        for prompt in dict.fromkeys(p for e, p in own if e == expert):
+            prediction = experts(expert, x, levels, prompt)
+            if denoised is None:
+                denoised = prediction
+                continue
+            mine = [context_frames + k for k, key in enumerate(own) if key == (expert, prompt)]
+            denoised[:, :, mine] = prediction[:, :, mine]
     return denoised
