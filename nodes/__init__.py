@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension
 from .chunk_stitcher import ChunkStitcher
 from .clip_scoring import OpenCLIPLoader
 from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .experts import WanExperts
 from .layout_route import register_layout_route
 from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
@@ -23,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoDecodeToVideoFile": DecodeToVideoFile,
     "LongVideoKStepNoiseSearch": KStepNoiseSearch,
     "LongVideoOpenCLIPLoader": OpenCLIPLoader,
+    "LongVideoWanExperts": WanExperts,
 }
 
 

@@ -94,10 +94,10 @@ class DiagonalQueueSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sigmas, latent, start, length, window, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, options=None) -> io.NodeOutput:
+    def execute(cls, sigmas, latent, start, length, window, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, options=None, experts=None) -> io.NodeOutput:
         settings = _settings(options)
         layout = diagonal_queue.QueueLayout(window, settings.partitions, settings.lookahead)
-        guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length)
+        guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None
         if start == START_FROM_LATENT:
             clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.")

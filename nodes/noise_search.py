@@ -10,11 +10,13 @@ import comfy.samplers
 import torch
 from comfy_api.latest import io, ui
 
+from ..samplers.experts import Experts, expert_runs
 from ..samplers.noise_search import GuideScorer, SearchCost, search_chunks
 from .clip_scoring import OpenCLIP, clip_vision_embedder
+from .experts import ExpertModels
 from .image_to_video import image_to_video
 from .progress import FrameProgress
-from .schema import CATEGORY
+from .schema import CATEGORY, EXPERTS
 
 
 class KStepNoiseSearch(io.ComfyNode):
@@ -29,7 +31,7 @@ class KStepNoiseSearch(io.ComfyNode):
             "against the guide image with CLIP (the lowest similarity over the frames); the best seed is then sampled with "
             "the full s steps. This keeps one bad initial noise from spoiling every later chunk. Cost: m*k + s steps per chunk.",
             inputs=[
-                io.Model.Input("model", tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, or Wan 2.1 / Wan 2.2 A14B I2V."),
+                io.Model.Input("model", optional=True, tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 I2V or Cosmos Predict2 video2world. For Wan 2.2 A14B I2V connect its two experts to `experts` instead."),
                 io.Conditioning.Input("positive", tooltip="Prompt for every chunk (for LTX-Video through LTXV Conditioning, as in its I2V workflows)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt for classifier-free guidance."),
                 io.Vae.Input("vae", tooltip="The model's VAE: it encodes each chunk's guide frames and decodes the previews and the chunks."),
@@ -48,6 +50,7 @@ class KStepNoiseSearch(io.ComfyNode):
                 io.Int.Input("guide_frames", default=1, min=1, max=4096, tooltip="Frames at the end of each chunk that guide the next: 1 is the paper's last frame; more (1 + a multiple of 8 for LTX-Video, of 4 for Wan; Cosmos Predict2 takes 1 only) carry motion across the border."),
                 io.Boolean.Input("drop_repeated_frames", default=True, tooltip="Each chunk starts by repeating its guide frames. On: later chunks drop them, so no frame repeats at the borders. Off: every chunk is kept whole, as the official code does."),
                 io.ClipVision.Input("clip_vision", optional=True, tooltip="ComfyUI CLIP vision model: scores the candidates when no open_clip is connected, and conditions Wan 2.1 I2V (clip_vision_h)."),
+                EXPERTS.Input("experts", optional=True, tooltip="Wan 2.2 A14B I2V: the high- and low-noise experts from Wan 2.2 Experts, in place of model and cfg. Previews and full samples switch expert at the boundary step, as two KSampler (Advanced) nodes split at that step do."),
                 OpenCLIP.Input("open_clip", optional=True, tooltip="An open_clip model from Open CLIP Loader: scores the candidates when connected (the paper uses CLIP ViT-B/32)."),
             ],
             outputs=[
@@ -58,14 +61,15 @@ class KStepNoiseSearch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, guide_image, width, height, chunk_length, chunks, candidates, preview_steps, steps, cfg, sampler_name, scheduler, seed, guide_frames, drop_repeated_frames, clip_vision=None, open_clip=None) -> io.NodeOutput:
+    def execute(cls, positive, negative, vae, guide_image, width, height, chunk_length, chunks, candidates, preview_steps, steps, cfg, sampler_name, scheduler, seed, guide_frames, drop_repeated_frames, model=None, clip_vision=None, open_clip=None, experts=None) -> io.NodeOutput:
         if open_clip is None and clip_vision is None:
             raise ValueError("Connect a scorer for the candidates: clip_vision (for example clip_vision_h) or open_clip (Open CLIP Loader).")
+        stages = _stages(model, cfg, experts)
         scorer_name = open_clip.name if open_clip is not None else "CLIP vision"
-        conditioning = image_to_video(model.model, clip_vision)
+        conditioning = image_to_video(stages.models[0].model, clip_vision)
         conditioning.check(width, height, chunk_length, guide_frames)
         cost = SearchCost(candidates, preview_steps, steps)
-        sampler = _ChunkSampler(model, vae, positive, negative, conditioning, (width, height, chunk_length), clip_vision, (cfg, sampler_name, scheduler), cost, FrameProgress(cost.total_steps(chunks), model))
+        sampler = _ChunkSampler(stages, vae, positive, negative, conditioning, (width, height, chunk_length), clip_vision, (sampler_name, scheduler), cost, FrameProgress(cost.total_steps(chunks), stages.models[0]))
         scorer = GuideScorer(open_clip if open_clip is not None else clip_vision_embedder(clip_vision))
         results = search_chunks(chunks, candidates, seed, guide_image[-guide_frames:], sampler.preview, sampler.sample, scorer, lambda chunk: chunk.images[-guide_frames:], _log_candidate)
 
@@ -93,13 +97,25 @@ class _Chunk(NamedTuple):
     images: torch.Tensor
 
 
-class _ChunkSampler:
-    """Previews and full samples of one chunk through ComfyUI's KSampler, conditioned once per guide."""
+def _stages(model, cfg, experts) -> ExpertModels:
+    """The models that sample a chunk, noisiest band first: one model, or Wan 2.2 A14B's experts."""
+    if (model is None) == (experts is None):
+        raise ValueError("Connect either a model or Wan 2.2 Experts (for Wan 2.2 A14B I2V), not both and not neither.")
+    return experts if experts is not None else ExpertModels((model,), (cfg,), (), 1)
 
-    def __init__(self, model, vae, positive, negative, conditioning, size, clip_vision, sampling, cost, progress):
-        self.model, self.vae, self.positive, self.negative = model, vae, positive, negative
+
+class _ChunkSampler:
+    """Previews and full samples of one chunk through ComfyUI's KSampler, conditioned once per guide.
+
+    With experts, a sample is split at the step where the schedule crosses the boundary: the
+    high-noise expert samples up to it and returns the latent with its noise left, the low-noise
+    expert finishes it without adding noise (two KSampler (Advanced) nodes, as users wire them).
+    """
+
+    def __init__(self, stages, vae, positive, negative, conditioning, size, clip_vision, sampling, cost, progress):
+        self.stages, self.vae, self.positive, self.negative = stages, vae, positive, negative
         self.conditioning, self.size, self.clip_vision = conditioning, size, clip_vision
-        self.cfg, self.sampler_name, self.scheduler = sampling
+        self.sampler_name, self.scheduler = sampling
         self.cost, self.progress = cost, progress
         self._guide = None
         self._conditioned = None
@@ -121,12 +137,28 @@ class _ChunkSampler:
 
     def _sample(self, guide, seed, steps):
         positive, negative, latent = self._condition(guide)
-        latent_image = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+        first = self.stages.models[0]
+        latent_image = comfy.sample.fix_empty_latent_channels(first, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
         noise = comfy.sample.prepare_noise(latent_image, seed)
-        return comfy.sample.sample(
-            self.model, noise, steps, self.cfg, self.sampler_name, self.scheduler, positive, negative, latent_image,
-            noise_mask=latent.get("noise_mask"), callback=self._step_done, disable_pbar=True, seed=seed,
-        )
+        if len(self.stages.models) == 1:
+            return comfy.sample.sample(
+                first, noise, steps, self.stages.cfgs[0], self.sampler_name, self.scheduler, positive, negative, latent_image,
+                noise_mask=latent.get("noise_mask"), callback=self._step_done, disable_pbar=True, seed=seed,
+            )
+        runs = self._expert_runs(steps)
+        for k, (expert, start, stop) in enumerate(runs):
+            latent_image = comfy.sample.sample(
+                self.stages.models[expert], noise if k == 0 else comfy.sample.prepare_empty_noise(latent_image), steps, self.stages.cfgs[expert],
+                self.sampler_name, self.scheduler, positive, negative, latent_image, start_step=start, last_step=stop,
+                force_full_denoise=k == len(runs) - 1, noise_mask=latent.get("noise_mask"), callback=self._step_done, disable_pbar=True, seed=seed,
+            )
+        return latent_image
+
+    def _expert_runs(self, steps) -> list[tuple[int, int, int]]:
+        """``(expert, first step, last step)`` of each expert that has steps in this schedule."""
+        model_sampling = self.stages.models[0].get_model_object("model_sampling")
+        levels = comfy.samplers.calculate_sigmas(model_sampling, self.scheduler, steps)[:-1]
+        return expert_runs(Experts([None] * len(self.stages.models), self.stages.boundaries).expert_of(levels).tolist())
 
     def _step_done(self, step, x0, x, total_steps):
         comfy.model_management.throw_exception_if_processing_interrupted()

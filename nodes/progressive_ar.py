@@ -35,8 +35,8 @@ class ProgressiveARSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None) -> io.NodeOutput:
-        guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length)
+    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None) -> io.NodeOutput:
+        guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None if context is None else ClipInput(context, "context", "connect a VAE-encoded clip, or leave the context unconnected.")
         out = sample_video(guidance, latent, sigmas, sampler=progressive_ar.generate, layout=progressive_ar.ChunkLayout(chunk_size, window_chunks),
                            length=length, seed=seed, eta=eta, clip=clip)

@@ -39,18 +39,25 @@ class PromptFrameRange(io.ComfyNode):
         return io.NodeOutput([[tensor, {**extra, FRAME_RANGE_KEY: frame_range}] for tensor, extra in conditioning])
 
 
-def guidance_from_inputs(model, positive, negative, cfg, guider, length) -> Guidance:
-    """The guider to sample with and the prompt index of each output latent frame, from a sampler's inputs."""
+def guidance_from_inputs(model, positive, negative, cfg, guider, length, experts=None) -> Guidance:
+    """The guiders to sample with (one per expert) and the prompt index of each output latent frame, from a sampler's inputs."""
+    if experts is not None and (guider is not None or model is not None):
+        raise ValueError(
+            "Connect the experts with positive and negative prompts, and neither a model nor a guider: each expert gets its own "
+            "CFG over the same prompts, which one GUIDER cannot carry.")
     if guider is not None:
         if model is not None or positive is not None:
             raise ValueError("Connect either a guider or model + positive (+ negative), not both.")
-        return Guidance(guider)
-    if model is None or positive is None or negative is None:
-        raise ValueError("Connect a model with positive and negative prompts, or a guider.")
+        return Guidance((guider,))
+    if (model is None and experts is None) or positive is None or negative is None:
+        raise ValueError("Connect a model (or Wan 2.2 Experts) with positive and negative prompts, or a guider.")
     ranges = [extra.get(FRAME_RANGE_KEY) for _, extra in positive]
     entries_of_prompt, prompt_of_frame = schedule_prompts(ranges, length)
     positives = [[_without_range(positive[i]) for i in entries] for entries in entries_of_prompt]
-    return Guidance(prompt_guider(model, positives, negative, cfg), prompt_of_frame.__getitem__)
+    if experts is None:
+        return Guidance((prompt_guider(model, positives, negative, cfg),), prompt_of_frame.__getitem__)
+    guiders = tuple(prompt_guider(expert, positives, negative, expert_cfg) for expert, expert_cfg in zip(experts.models, experts.cfgs))
+    return Guidance(guiders, prompt_of_frame.__getitem__, experts.boundaries, experts.switch_every)
 
 
 def _without_range(entry):

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
-from .experts import Experts, as_experts
+from .experts import Experts, as_experts, expert_runs
 from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, add_noise, check_run, check_schedule, fresh_noise, sample_clip, step
 
 
@@ -39,9 +39,9 @@ class QueueLayout:
     window: int
     partitions: int = 1
     lookahead: bool = False
-    # without lookahead, partition edges fall on in-flight slots edge, edge + window, ...: experts
-    # move them onto their boundary, so that no window holds frames of two experts (docs/algorithms.md §1.7)
-    edge: int = 0
+    # experts (without lookahead): the in-flight slot where their bands meet; partition edges fall
+    # on it and no window reads across it, so no window holds frames of two experts (docs/algorithms.md §1.7)
+    split: Optional[int] = None
 
     def __post_init__(self):
         if self.window < 1:
@@ -50,8 +50,8 @@ class QueueLayout:
             raise ValueError(f"Latent partitions must be at least 1, got {self.partitions}.")
         if self.lookahead and self.window < 2:
             raise ValueError("Lookahead splits each window in two halves, so it needs a window of at least 2 latent frames.")
-        if not 0 <= self.edge < self.window or (self.edge and self.lookahead):
-            raise ValueError(f"A partition edge at slot {self.edge} needs 0 <= edge < window ({self.window}) and no lookahead.")
+        if self.split is not None and (self.lookahead or not 0 < self.split < self.levels):
+            raise ValueError(f"An experts' split at slot {self.split} needs 0 < split < {self.levels} levels and no lookahead.")
 
     @property
     def levels(self) -> int:
@@ -78,8 +78,9 @@ class QueueLayout:
 
     def _write_sizes(self) -> list[int]:
         if not self.lookahead:
-            first = [self.edge] if self.edge else []
-            return first + [self.window] * (self.partitions - 1) + [self.window - self.edge]
+            edge = 0 if self.split is None else self.split % self.window
+            first = [edge] if edge else []
+            return first + [self.window] * (self.partitions - 1) + [self.window - edge]
         # halves alternate ceil/floor so odd windows tile too (the Open-Sora-Plan variant, docs/algorithms.md §1.4)
         return [(self.window + 1) // 2, self.window // 2] * self.partitions
 
@@ -87,8 +88,8 @@ class QueueLayout:
         """The windows of one iteration when the first ``in_flight`` frames are still in the queue.
 
         Written regions tile the in-flight slots exactly once. While the queue drains at the end, a
-        window whose region is cut short slides back so the model still sees ``window`` frames; a
-        region shorter than the window at the head (a moved partition edge) reads the frames above it.
+        window whose region is cut short slides back so the model still sees ``window`` frames. With
+        an experts' split, a window stays on its side of it (and may hold fewer frames there).
         """
         in_flight = self.levels if in_flight is None else in_flight
         end_of_queue = self.context_slots + in_flight
@@ -99,13 +100,21 @@ class QueueLayout:
                 break
             stop = min(write_start + size, end_of_queue)
             if self.lookahead:
-                start = max(0, stop - self.window)
+                start, window_stop = max(0, stop - self.window), stop
             else:
-                start = max(0, min(write_start, end_of_queue - self.window))
-            window_stop = min(start + self.window, end_of_queue)
+                low, high = self._segment(write_start, end_of_queue)
+                start = max(low, min(write_start, high - self.window))
+                window_stop = min(start + self.window, high)
             out.append(Window(start, window_stop, write_start, None if stop == window_stop else stop))
             write_start += size
         return out
+
+    def _segment(self, slot: int, end_of_queue: int) -> tuple[int, int]:
+        """The slots a window writing ``slot`` may read: all in-flight ones, or its side of the experts' split."""
+        if self.split is None:
+            return self.context_slots, end_of_queue
+        split = self.context_slots + self.split
+        return (self.context_slots, min(split, end_of_queue)) if slot < split else (split, end_of_queue)
 
     def slot_sigmas(self, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-slot current and next levels, context slots first, for a schedule check_sigmas accepts."""
@@ -203,7 +212,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
         clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
     queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
-    layout = _edges_on_expert_boundary(layout, experts, sigmas)
+    layout = _split_at_expert_boundary(layout, experts, sigmas)
     position_prompt = lambda position: prompt_of_frame(max(0, position - warmup))  # noqa: E731
     for position, frame in _run_queue(experts, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
         index = position - warmup
@@ -211,13 +220,13 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         progress.step(frame if index >= 0 else None)
 
 
-def _edges_on_expert_boundary(layout, experts, sigmas):
-    """Without lookahead, partition edges moved onto the slot where the expert changes (docs/algorithms.md §1.7)."""
+def _split_at_expert_boundary(layout, experts, sigmas):
+    """Without lookahead, the layout split where the experts' bands meet (docs/algorithms.md §1.7)."""
     if experts.count == 1 or layout.lookahead:
         return layout
     in_flight = experts.expert_of(layout.slot_sigmas(sigmas)[0][layout.context_slots :])
     changes = (in_flight[1:] != in_flight[:-1]).nonzero()
-    return layout if len(changes) == 0 else replace(layout, edge=(int(changes[0]) + 1) % layout.window)
+    return layout if len(changes) != 1 else replace(layout, split=int(changes[0]) + 1)
 
 
 def _run_queue(experts, queue, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_position):
@@ -225,30 +234,30 @@ def _run_queue(experts, queue, sigmas, layout, total, space, eta, generator, win
 
     Fresh noise enters the tail only while it will still be dequeued; after that the queue drains
     (flush), so the last frames are finished and no model call is spent on frames nobody keeps.
-    With two experts whose frames no window mixes, the noisier expert runs up to
-    ``experts.switch_every`` iterations ahead (_run_ahead); the frames are the same bits.
+    With an experts' split, the noisier expert runs up to ``experts.switch_every`` iterations ahead
+    (_run_ahead); the frames are the same bits.
     """
     context = layout.context_slots
     queue = queue[:, :, : context + min(layout.levels, total)]
     now, nxt = (level.to(queue) for level in layout.slot_sigmas(sigmas))
     slot_experts = experts.expert_of(now).tolist()
-    split = _segment_split(layout, slot_experts) if experts.switch_every > 1 else None
+    split = _segment_split(layout) if experts.switch_every > 1 else None
     in_flight_counts = list(layout.in_flight_counts(total))
     position = 0
     while position < total:
         block = 1
-        if split is not None:
+        if split is not None and in_flight_counts[position] == layout.levels and (generator is not None or eta <= 0):
             while block < experts.switch_every and position + block < total and in_flight_counts[position + block] == layout.levels:
                 block += 1
-        draws = [_draw_noise(queue, generator, eta, sigmas, position + t + layout.levels < total) for t in range(block)]
         calls = [
             _calls(experts, slot_experts, layout.windows(in_flight_counts[position + t]), windows_per_call, position + t - context, prompt_of_position)
             for t in range(block)
         ]
-        if block > 1 and in_flight_counts[position] == layout.levels:
-            queue = yield from _run_ahead(experts, queue, split, calls, draws, now, nxt, space, eta, position)
+        enqueues = [position + t + layout.levels < total for t in range(block)]
+        if block > 1:
+            queue = yield from _run_ahead(experts, queue, split, calls, enqueues, now, nxt, space, eta, generator, sigmas, position)
         else:
-            noise, tail = draws[0]
+            noise, tail = _draw_noise(queue, generator, eta, sigmas, enqueues[0])
             queue = _advance(experts, calls[0], queue, now, nxt, space, eta, noise)
             yield position, queue[:, :, context : context + 1].clone()
             queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
@@ -262,31 +271,33 @@ def _draw_noise(queue, generator, eta, sigmas, enqueue):
     return noise, tail
 
 
-def _segment_split(layout, slot_experts):
-    """The slot below which the cleaner expert works, when the full queue's windows never mix two
-    experts in what they read or write (so frames flow only from the noisier segment into the
-    cleaner one); None otherwise."""
-    in_flight = slot_experts[layout.context_slots :]
-    if layout.lookahead or len(set(in_flight)) != 2:
-        return None
-    split = layout.context_slots + next(j for j in range(1, len(in_flight)) if in_flight[j] != in_flight[0])
-    if all(w.stop <= split or w.start >= split for w in layout.windows()):
-        return split
-    return None
+def _segment_split(layout):
+    """The slot below which the cleaner expert works, where the layout has an experts' split: its
+    windows never read across it, so frames flow only from the noisier segment into the cleaner one."""
+    return None if layout.split is None else layout.context_slots + layout.split
 
 
-def _run_ahead(experts, queue, split, calls, draws, now, nxt, space, eta, position):
-    """``len(calls)`` iterations, the noisier segment (slots from ``split`` on) first for all of them,
-    its frames that cross into the cleaner segment kept until the cleaner expert takes them."""
+def _run_ahead(experts, queue, split, calls, enqueues, now, nxt, space, eta, generator, sigmas, position):
+    """``len(calls)`` iterations of a full queue, the noisier segment (slots from ``split`` on) first
+    for all of them, its frames that cross into the cleaner segment kept until the cleaner expert
+    takes them. The noise is drawn in the plain order; the cleaner segment draws its share again
+    from the generator's saved states, so running ahead holds no noise in advance."""
     noisy_calls = [[call for call in iteration if call[2].windows[0].start >= split] for iteration in calls]
     clean_calls = [[call for call in iteration if call[2].windows[0].start < split] for iteration in calls]
-    noisy, crossing = queue, []
-    for iteration_calls, (noise, tail) in zip(noisy_calls, draws):
+    noisy, crossing, states = queue, [], []
+    for iteration_calls, enqueue in zip(noisy_calls, enqueues):
+        states.append(generator.get_state() if eta > 0 else None)
+        noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue)
         noisy = _advance(experts, iteration_calls, noisy, now, nxt, space, eta, noise)
         crossing.append(noisy[:, :, split : split + 1])
         noisy = torch.cat([noisy[:, :, 1:], *tail], dim=FRAME_DIM)
+    replay = torch.Generator(device=generator.device) if eta > 0 else None
     clean = queue[:, :, :split]
-    for t, (iteration_calls, (noise, _)) in enumerate(zip(clean_calls, draws)):
+    for t, (iteration_calls, state) in enumerate(zip(clean_calls, states)):
+        noise = None
+        if state is not None:
+            replay.set_state(state)
+            noise = fresh_noise(queue.shape, replay, queue)
         clean = _advance(experts, iteration_calls, clean, now, nxt, space, eta, noise)
         yield position + t, clean[:, :, :1].clone()
         clean = torch.cat([clean[:, :, 1:], crossing[t]], dim=FRAME_DIM)
@@ -334,7 +345,7 @@ def _calls(experts, slot_experts, windows, windows_per_call, position_of_slot_ze
     filling: dict[tuple[int, int, int], _Call] = {}
     for w in windows:
         prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.write_end - 1) // 2)
-        for expert, first, stop in _expert_runs(slot_experts, w.write_start, w.write_end):
+        for expert, first, stop in expert_runs(slot_experts[w.write_start : w.write_end], offset=w.write_start):
             kind = (expert, w.stop - w.start, prompt)
             call = filling.get(kind)
             if call is None or len(call.written) >= windows_per_call:
@@ -342,14 +353,3 @@ def _calls(experts, slot_experts, windows, windows_per_call, position_of_slot_ze
                 by_expert.setdefault(expert, []).append((prompt, call))
             call.written.append((w, first, stop))
     return [(expert, prompt, call) for expert in experts.order(by_expert) for prompt, call in by_expert[expert]]
-
-
-def _expert_runs(slot_experts, start, stop):
-    """``(expert, first, stop)`` of each run of slots in ``[start, stop)`` served by one expert."""
-    runs = []
-    for slot in range(start, stop):
-        if runs and runs[-1][0] == slot_experts[slot]:
-            runs[-1][2] = slot + 1
-        else:
-            runs.append([slot_experts[slot], slot, slot + 1])
-    return [tuple(run) for run in runs]

@@ -68,3 +68,14 @@ class Experts:
 def as_experts(denoise: Union["Denoiser", Experts]) -> Experts:
     """One denoiser is a single expert serving every level."""
     return denoise if isinstance(denoise, Experts) else Experts([denoise])
+
+
+def expert_runs(experts_in_order: Sequence[int], offset: int = 0) -> list[tuple[int, int, int]]:
+    """``(expert, first, stop)`` of each run of consecutive positions served by one expert."""
+    runs: list[list[int]] = []
+    for position, expert in enumerate(experts_in_order, start=offset):
+        if runs and runs[-1][0] == expert:
+            runs[-1][2] = position + 1
+        else:
+            runs.append([expert, position, position + 1])
+    return [(expert, first, stop) for expert, first, stop in runs]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import comfy.model_management
 import comfy.patcher_extension as patcher_extension
+import comfy.sampler_helpers
 import comfy.samplers
 import torch
 
@@ -171,3 +173,55 @@ def run_with_framewise_denoiser(
     """
     placeholder = torch.zeros(call_shape)
     guider.sample(placeholder, placeholder, _RunInsideSampling(body, before_call), sigmas, seed=seed, disable_pbar=True)
+
+
+def run_with_framewise_denoisers(
+    guiders: list,
+    call_shape: tuple[int, ...],
+    sigmas: torch.Tensor,
+    seed: int,
+    body: Callable[[list[FramewiseDenoiser]], None],
+    before_call: Callable[[], None] = lambda: None,
+) -> None:
+    """``body(denoisers)`` with one denoiser per guider, every guider's conditioning prepared.
+
+    Each guider is entered as ComfyUI enters it for sampling, one inside the other; ComfyUI loads
+    each model on entry, and where they do not all fit, loading one unloads the others
+    (ExpertLoader loads the one that is called).
+    """
+
+    def enter(index: int, denoisers: list) -> None:
+        if index == len(guiders):
+            body(denoisers)
+            return
+        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call)
+
+    enter(0, [])
+
+
+class ExpertLoader:
+    """Loads the expert about to be called when another one was called last.
+
+    ComfyUI loads every expert when the run enters it; where they do not all fit in memory it
+    unloads the others, so an expert whose turn comes is loaded again here, as ComfyUI's own
+    sampling would load it.
+    """
+
+    def __init__(self, guiders: list, call_shape: tuple[int, ...]):
+        self.guiders, self.call_shape = guiders, call_shape
+        self.loaded = len(guiders) - 1  # the expert entered last was loaded last
+        self.loads = 0
+
+    def denoiser(self, index: int, denoiser: FramewiseDenoiser) -> Callable:
+        def call(x, sigmas, prompt=0):
+            if index != self.loaded:
+                self._load(index)
+            return denoiser(x, sigmas, prompt)
+        return call
+
+    def _load(self, index: int) -> None:
+        guider = self.guiders[index]
+        memory, minimum = comfy.sampler_helpers.estimate_memory(guider.model_patcher, self.call_shape, guider.conds)
+        comfy.model_management.load_models_gpu([guider.model_patcher], memory_required=memory, minimum_memory_required=minimum)
+        self.loaded = index
+        self.loads += 1

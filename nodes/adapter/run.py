@@ -14,9 +14,10 @@ import comfy.model_management
 import comfy.sample
 import torch
 
+from ...samplers.experts import Experts
 from ...samplers.frame_levels import Denoiser, Progress
 from ..progress import FrameProgress
-from .denoiser import run_with_framewise_denoiser
+from .denoiser import ExpertLoader, run_with_framewise_denoisers
 from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 
 # keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
@@ -26,10 +27,14 @@ BATCHING_CHOICES = ("auto", "batched", "one by one")
 
 @dataclass(frozen=True)
 class Guidance:
-    """What predicts x0: a ComfyUI guider (CFG over the prompts) and the prompt index of every output frame."""
+    """What predicts x0: ComfyUI guiders (CFG over the prompts), one per expert with the noisiest
+    band first, or one for a single model; the prompt index of every output frame; the boundaries
+    between the experts' bands and how far one may run ahead of the other (samplers.experts)."""
 
-    guider: object
+    guiders: tuple
     prompt_of_frame: Callable[[int], int] = lambda frame: 0
+    boundaries: tuple[float, ...] = ()
+    switch_every: int = 1
 
 
 class ClipInput(NamedTuple):
@@ -58,8 +63,9 @@ def sample_video(
     ``latent`` gives batch, channels and size; ``layout`` is the sampler's layout (its
     frames_per_call and windows_per_iteration size the model calls).
     """
-    patcher = guidance.guider.model_patcher
+    patcher = guidance.guiders[0].model_patcher
     family = model_family(patcher.model)
+    _check_boundaries(guidance.boundaries, sigmas)
     samples = comfy.sample.fix_empty_latent_channels(
         patcher, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     video = video_layout(samples, family)
@@ -73,7 +79,8 @@ def sample_video(
     model, device = patcher.model, patcher.load_device
     output = torch.zeros(batch, channels, length, height, width)
     progress = _ProgressReport(patcher)
-    denoise = _BoundInsideSampling()
+    late = [_BoundInsideSampling() for _ in guidance.guiders]
+    denoise = late[0] if len(late) == 1 else Experts(late, guidance.boundaries, guidance.switch_every)
     generated = sampler(
         denoise, (batch, channels, height, width), sigmas,
         layout=layout, num_frames=length, space=noise_space(model),
@@ -81,20 +88,36 @@ def sample_video(
         eta=eta, generator=torch.Generator().manual_seed(seed), prompt_of_frame=guidance.prompt_of_frame,
         windows_per_call=windows_per_call, device=device, callback=progress)
 
-    def stream_into_output(framewise_denoiser, _sampling_sigmas):
-        denoise.bound = framewise_denoiser
+    def stream_into_output(framewise_denoisers):
+        loader = ExpertLoader(list(guidance.guiders), call_shape)
+        for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
+            proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
         for index, block in generated:
             if index >= 0:
                 output[:, :, index : index + block.shape[2]] = to_host_space(model, block).to(output)
 
-    run_with_framewise_denoiser(guidance.guider, call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
+    run_with_framewise_denoisers(list(guidance.guiders), call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
     out = {key: value for key, value in latent.items() if key not in INPUT_ONLY_LATENT_KEYS}
     out["samples"] = host_layout(output, family)
     return out
 
 
+def _check_boundaries(boundaries, sigmas: torch.Tensor) -> None:
+    """Every expert serves at least one level of the schedule."""
+    levels = sigmas[sigmas > 0]
+    for boundary in boundaries:
+        above = int((levels >= boundary).sum())
+        if above == 0 or above == len(levels):
+            side, expert = ("above", "high-noise") if above == 0 else ("at or below", "low-noise")
+            raise ValueError(
+                f"The experts' boundary {boundary:g} is {side} every noise level of the schedule ({float(levels.max()):.3g} to "
+                f"{float(levels.min()):.3g}), so the {expert} expert would never run. Set the boundary between them (0 picks Wan 2.2's own) "
+                f"or change the scheduler's shift."
+            )
+
+
 class _BoundInsideSampling:
-    """The denoiser of a run; the sampler gets it (and checks its arguments) before ComfyUI loads the model."""
+    """The denoiser of a run; the sampler gets it (and checks its arguments) before ComfyUI loads the models."""
 
     bound: Optional[Denoiser] = None
 

@@ -179,6 +179,19 @@ def _wan_transformer(in_out_channels: int, in_channels: int | None = None) -> Ca
     return build
 
 
+# a rank-2 LoRA on every self-attention projection of the tiny Wan transformer, as ComfyUI's loader keys them
+WAN_LORA = {"rank": 2, "layers": 2, "dim": 128, "targets": ["q", "k", "v", "o"]}
+
+
+def _wan_lora() -> torch.nn.Module:
+    def projection():
+        rank, dim = WAN_LORA["rank"], WAN_LORA["dim"]
+        return torch.nn.ModuleDict({"lora_down": torch.nn.Linear(dim, rank, bias=False), "lora_up": torch.nn.Linear(rank, dim, bias=False)})
+
+    blocks = {str(i): torch.nn.ModuleDict({"self_attn": torch.nn.ModuleDict({t: projection() for t in WAN_LORA["targets"]})}) for i in range(WAN_LORA["layers"])}
+    return torch.nn.ModuleDict({"diffusion_model": torch.nn.ModuleDict({"blocks": torch.nn.ModuleDict(blocks)})})
+
+
 def _wan21_vae() -> torch.nn.Module:
     from comfy.ldm.wan.vae import WanVAE
     return WanVAE(**WAN21_VAE)
@@ -268,6 +281,31 @@ TINY_MODELS = (
         role="wan21_i2v", folder="diffusion_models", filename="tiny_wan21_i2v.safetensors", seed=7,
         parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
     ),
+    # Wan 2.2 A14B: two Wan 2.1-architecture experts with different weights, text- and image-to-video
+    TinyModel(
+        role="a14b_t2v_high", folder="diffusion_models", filename="tiny_a14b_t2v_high.safetensors", seed=11,
+        parts=(Part(_wan_transformer(16), wan_transformer(16)),),
+    ),
+    TinyModel(
+        role="a14b_t2v_low", folder="diffusion_models", filename="tiny_a14b_t2v_low.safetensors", seed=12,
+        parts=(Part(_wan_transformer(16), wan_transformer(16)),),
+    ),
+    TinyModel(
+        role="a14b_i2v_high", folder="diffusion_models", filename="tiny_a14b_i2v_high.safetensors", seed=13,
+        parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
+    ),
+    TinyModel(
+        role="a14b_i2v_low", folder="diffusion_models", filename="tiny_a14b_i2v_low.safetensors", seed=14,
+        parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
+    ),
+    TinyModel(
+        role="wan_lora_high", folder="loras", filename="tiny_wan_lora_high.safetensors", seed=15,
+        parts=(Part(_wan_lora, WAN_LORA, std=0.2),),
+    ),
+    TinyModel(
+        role="wan_lora_low", folder="loras", filename="tiny_wan_lora_low.safetensors", seed=16,
+        parts=(Part(_wan_lora, WAN_LORA, std=0.2),),
+    ),
     TinyModel(
         role="cosmos_predict2", folder="diffusion_models", filename="tiny_cosmos_predict2.safetensors", seed=10,
         parts=(Part(_cosmos_predict2, COSMOS_PREDICT2, dtype=torch.float16),),
@@ -305,7 +343,7 @@ TINY_MODELS = (
 )
 
 TINY_MODEL_FILES = {model.role: model.filename for model in TINY_MODELS}
-MODEL_FOLDERS = ("checkpoints", "diffusion_models", "vae", "clip_vision", "text_encoders")
+MODEL_FOLDERS = ("checkpoints", "diffusion_models", "vae", "clip_vision", "text_encoders", "loras")
 
 
 def build_tiny_models(models_dir: Path) -> dict[str, Path]:

@@ -16,12 +16,20 @@ TINY_FILE_ROLE = {
     "clip_vision_h.safetensors": "clip_vision",
     "open_clip_vit_b_32_openai.safetensors": "open_clip",
     "cosmos_predict2_2B_video2world_480p_16fps.safetensors": "cosmos_predict2",
+    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": "a14b_t2v_high",
+    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": "a14b_t2v_low",
+    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": "a14b_i2v_high",
+    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "a14b_i2v_low",
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "wan_lora_high",
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "wan_lora_low",
+    "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors": "wan_lora_high",
+    "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors": "wan_lora_low",
 }
 # Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
 OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors")
 # width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL
 TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096}
-FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint")
+FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint", "lora_name")
 TEST_SIZES = {"width": 64, "height": 64}
 TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "preview_steps": 2, "steps": 3}
 TEST_STITCH = {"chunk_length": 9, "overlap": 2}

@@ -86,26 +86,33 @@ def test_every_frame_is_denoised_by_the_expert_of_its_level(partitions, lookahea
     layout = diagonal_queue.QueueLayout(4, partitions, lookahead)
     ours = fifo(e, layout)
     # the experts move the partition edges onto their boundary (no effect with lookahead)
-    edge = (sum(1 for s in flow_sigmas(layout.levels)[:-1] if s < BOUNDARY)) % 4 if not lookahead else 0
+    split = None if lookahead else sum(1 for s in flow_sigmas(layout.levels)[:-1] if s < BOUNDARY)
     reference_high, reference_low = processes()
-    reference = fifo(routed(reference_high, reference_low), diagonal_queue.QueueLayout(4, partitions, lookahead, edge=edge))
+    reference = fifo(routed(reference_high, reference_low), diagonal_queue.QueueLayout(4, partitions, lookahead, split=split))
     assert_same_bits(ours, reference)
     # each expert was asked only for windows that hold frames of its band
     assert all(float(levels.max()) >= BOUNDARY for _, levels, _ in high.calls)
     assert all(bool((levels[levels > 0] < BOUNDARY).any()) for _, levels, _ in low.calls)
 
 
-def test_without_lookahead_no_window_writes_frames_of_two_experts():
+@pytest.mark.parametrize("in_flight", [12, 11, 9, 6, 3])
+def test_without_lookahead_no_window_reads_or_writes_frames_of_two_experts(in_flight):
     e, _, _ = experts()
     layout = diagonal_queue.QueueLayout(4, 3)
     sigmas = flow_sigmas(12)
-    anchored = diagonal_queue._edges_on_expert_boundary(layout, e, sigmas)
-    slot_experts = e.expert_of(anchored.slot_sigmas(sigmas)[0]).tolist()
-    assert anchored.edge == 7 % 4  # 7 of the 12 levels are below 0.6
-    assert len(anchored.windows()) == 4  # one more window than partitions: the edge is not a multiple of 4
-    for w in anchored.windows():
-        assert len(set(slot_experts[w.write_start : w.write_end])) == 1
-        assert w.stop - w.start == 4
+    split = diagonal_queue._split_at_expert_boundary(layout, e, sigmas)
+    slot_experts = e.expert_of(split.slot_sigmas(sigmas)[0]).tolist()
+    assert split.split == 7  # 7 of the 12 levels are below 0.6
+    windows = split.windows(in_flight)
+    written = [slot for w in windows for slot in range(w.write_start, w.write_end)]
+    assert written == list(range(in_flight))
+    for w in windows:
+        assert len(set(slot_experts[w.start : w.stop])) == 1
+        assert 1 <= w.stop - w.start <= 4
+    if in_flight == 12:
+        # one more window than partitions, as the split is not a multiple of 4: the cleaner expert
+        # writes slots 0-2 (reading 0-3) and 3-6, the noisier one 7-10 and slot 11 (reading 8-11)
+        assert [(w.start, w.stop, w.write_start, w.write_end) for w in windows] == [(0, 4, 0, 3), (3, 7, 3, 7), (7, 11, 7, 11), (8, 12, 11, 12)]
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -134,8 +141,7 @@ def test_running_ahead_needs_windows_that_keep_to_their_expert():
     # with lookahead the windows read cleaner frames, so the experts must stay in step
     e, _, _ = experts(switch_every=8)
     layout = diagonal_queue.QueueLayout(4, 3, lookahead=True)
-    slot_experts = e.expert_of(layout.slot_sigmas(flow_sigmas(12))[0]).tolist()
-    assert diagonal_queue._segment_split(layout, slot_experts) is None
+    assert diagonal_queue._split_at_expert_boundary(layout, e, flow_sigmas(12)).split is None
     in_step, _, _ = experts(switch_every=1)
     assert_same_bits(fifo(e, layout), fifo(in_step, layout))
 
