@@ -1,15 +1,20 @@
 """ComfyUI's refusals and failures as text that names the node, its class and the input.
 
 The answers come in the shapes of ComfyUI's server.post_prompt, execution.validate_prompt and
-PromptExecutor.
+PromptExecutor; where 0.8 and 0.33 differ, both are read.
 """
 from __future__ import annotations
+
+# The type of validate_prompt's error for a node type it lacks: "invalid_prompt" up to ComfyUI 0.8,
+# "missing_node_type" (with the class and node id in extra_info) since.
+MISSING_NODE_ERROR_TYPES = ("invalid_prompt", "missing_node_type")
+INSTALL_HINT = "Install the node packs that provide them (for example with ComfyUI-Manager) and restart ComfyUI."
 
 
 def names_a_missing_node_type(answer) -> bool:
     """Whether a refusal may be about a node type ComfyUI lacks, so that its list of node types helps."""
     error = answer.get("error") if isinstance(answer, dict) else None
-    return isinstance(error, dict) and error.get("type") == "invalid_prompt"
+    return isinstance(error, dict) and error.get("type") in MISSING_NODE_ERROR_TYPES
 
 
 def missing_node_types(workflow: dict, known_types) -> dict[str, list[str]]:
@@ -21,6 +26,15 @@ def missing_node_types(workflow: dict, known_types) -> dict[str, list[str]]:
     return missing
 
 
+def reported_missing_node_type(error: dict) -> dict[str, list[str]]:
+    """The one missing node type that ComfyUI 0.33 names in extra_info; its message gives the node's
+    title instead, which need not be the class."""
+    info = error.get("extra_info") or {}
+    if error.get("type") == "missing_node_type" and info.get("class_type") and info.get("node_id") is not None:
+        return {info["class_type"]: [str(info["node_id"])]}
+    return {}
+
+
 def explain_rejection(answer, workflow: dict, known_types=None) -> str:
     """Text for a prompt that POST /prompt refused (HTTP 400).
 
@@ -30,11 +44,10 @@ def explain_rejection(answer, workflow: dict, known_types=None) -> str:
     if not isinstance(answer, dict):
         return f"ComfyUI rejected the prompt: {answer}"
     error = answer.get("error") if isinstance(answer.get("error"), dict) else {"message": str(answer.get("error"))}
-    missing = missing_node_types(workflow, known_types) if known_types is not None else {}
+    missing = missing_node_types(workflow, known_types) if known_types is not None else reported_missing_node_type(error)
     if missing:
         listed = "\n".join(f"  {class_type} (node {', '.join(ids)})" for class_type, ids in missing.items())
-        return ("ComfyUI does not know these node types:\n" + listed +
-                "\nInstall the node packs that provide them (for example with ComfyUI-Manager) and restart ComfyUI.")
+        return "ComfyUI does not know these node types:\n" + listed + "\n" + INSTALL_HINT
     lines = [f"ComfyUI rejected the prompt: {error.get('message', 'no reason given')}"]
     node_errors = answer.get("node_errors") or {}
     lines += node_error_lines(node_errors)

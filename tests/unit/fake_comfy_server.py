@@ -46,7 +46,7 @@ class FakeComfy:
         self.prompt_id: str | None = None
         self.interrupted = False
         self._history_polls = 0
-        self._queued = threading.Event()
+        self._answered_prompt = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -147,7 +147,7 @@ def _handler_for(fake: FakeComfy):
             else:
                 fake.prompt_id = body["prompt_id"]
                 self._json({"prompt_id": fake.prompt_id, "number": 0, "node_errors": {}})
-                fake._queued.set()
+            fake._answered_prompt.set()
 
         def _json(self, value, status=200):
             self._answer(status, json.dumps(value).encode(), "application/json")
@@ -173,9 +173,8 @@ def _handler_for(fake: FakeComfy):
             self.end_headers()
             client_id = parse_qs(path.query)["clientId"][0]
             self._send(websocket.ABNF.OPCODE_TEXT, json.dumps({"type": "status", "data": {"sid": client_id}}))
-            if not fake._queued.wait(WAIT_S):
-                return
-            for event in fake.events(fake.prompt_id):
+            fake._answered_prompt.wait(WAIT_S)
+            for event in fake.events(fake.prompt_id) if fake.prompt_id else []:
                 if isinstance(event, bytes):
                     self._send(websocket.ABNF.OPCODE_BINARY, event)
                 elif isinstance(event, str):

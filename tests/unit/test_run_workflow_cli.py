@@ -280,18 +280,28 @@ def test_long_texts_are_shortened_in_the_summary():
 # ---------------------------------------------------------------------------------------------
 
 def unknown_node_rejection(class_type, node_id):
-    """execution.validate_prompt stops at the first node whose class_type ComfyUI lacks."""
+    """execution.validate_prompt stops at the first node whose class_type ComfyUI lacks (ComfyUI 0.8)."""
     return {"error": {"type": "invalid_prompt", "message": f"Cannot execute because node {class_type} does not exist.",
                       "details": f"Node ID '#{node_id}'", "extra_info": {}}, "node_errors": {}}
 
 
-def test_unknown_node_types_are_all_named_with_the_known_types():
+def unknown_node_rejection_033(class_type, node_id, title=None):
+    """The same in ComfyUI 0.33: the message names the node's title (its _meta.title, else the class)."""
+    title = title or class_type
+    return {"error": {"type": "missing_node_type", "message": f"Node '{title}' not found. The custom node may not be installed.",
+                      "details": f"Node ID '#{node_id}'",
+                      "extra_info": {"node_id": node_id, "class_type": class_type, "node_title": title}},
+            "node_errors": {}}
+
+
+@pytest.mark.parametrize("rejection", [unknown_node_rejection, unknown_node_rejection_033], ids=["0.8", "0.33"])
+def test_unknown_node_types_are_all_named_with_the_known_types(rejection):
     workflow = shipped("fifo_ltxv")
     workflow["11"]["class_type"] = "LongVideoDiagonalQueueSampler"
     workflow["40"] = {"class_type": "SomePackNode", "inputs": {}}
     workflow["41"] = {"class_type": "SomePackNode", "inputs": {}}
     known = {node["class_type"] for node in workflow.values()} - {"SomePackNode", "LTXVConditioning"}
-    text = explain_rejection(unknown_node_rejection("LTXVConditioning", "15"), workflow, known)
+    text = explain_rejection(rejection("LTXVConditioning", "15"), workflow, known)
     assert "ComfyUI does not know these node types" in text
     assert "LTXVConditioning (node 15)" in text and "SomePackNode (node 40, 41)" in text
 
@@ -299,6 +309,33 @@ def test_unknown_node_types_are_all_named_with_the_known_types():
 def test_an_unknown_node_type_without_the_known_types_shows_comfyuis_message():
     text = explain_rejection(unknown_node_rejection("SomePackNode", "40"), shipped("fifo_ltxv"), None)
     assert text == "ComfyUI rejected the prompt: Cannot execute because node SomePackNode does not exist.\n  Node ID '#40'"
+
+
+def test_comfyui_033_names_the_title_of_an_unknown_node_and_the_class_is_taken_from_extra_info():
+    rejection = unknown_node_rejection_033("SomePackNode", "40", title="Lookahead Denoising (FIFO)")
+    assert explain_rejection(rejection, shipped("fifo_ltxv"), None).splitlines() == [
+        "ComfyUI does not know these node types:",
+        "  SomePackNode (node 40)",
+        "Install the node packs that provide them (for example with ComfyUI-Manager) and restart ComfyUI.",
+    ]
+
+
+def test_a_dependency_cycle_names_its_nodes():
+    """ComfyUI 0.33's validate_inputs reports a cycle on each of its nodes, without an input name."""
+    cycle = "10 (LongVideoLookahead) -> 11 (LongVideoDiagonalQueueSampler) -> 10 (LongVideoLookahead)"
+    answer = {
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                  "details": f"Dependency cycle detected: {cycle}", "extra_info": {}},
+        "node_errors": {node_id: {"class_type": class_type, "dependent_outputs": ["14"], "errors": [
+            {"type": "dependency_cycle", "message": "Dependency cycle detected", "details": cycle,
+             "extra_info": {"node_id": node_id, "cycle_nodes": ["10", "11"]}}]}
+            for node_id, class_type in (("10", "LongVideoLookahead"), ("11", "LongVideoDiagonalQueueSampler"))},
+    }
+    assert explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
+        "ComfyUI rejected the prompt: Prompt outputs failed validation",
+        f"  node 10 (LongVideoLookahead): Dependency cycle detected ({cycle})",
+        f"  node 11 (LongVideoDiagonalQueueSampler): Dependency cycle detected ({cycle})",
+    ]
 
 
 def test_invalid_inputs_give_one_line_per_node_and_input():
@@ -603,6 +640,24 @@ def test_a_server_that_is_not_comfyui_is_exit_2(fake, capsys, progress_channel):
     fake.prompt_status = 404
     assert run(fake) == 2
     assert f"error: {fake.url} answers, but not like ComfyUI: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rejection", [unknown_node_rejection, unknown_node_rejection_033], ids=["0.8", "0.33"])
+def test_a_refused_unknown_node_type_is_exit_1_naming_every_missing_one_from_object_info(fake, capsys, rejection):
+    workflow = load_workflow(FIFO_LTXV)
+    fake.object_info = {node["class_type"]: {} for node_id, node in workflow.items() if node_id not in ("10", "15")}
+    fake.rejection = rejection("LongVideoLookahead", "10")
+    assert run(fake) == 1
+    assert capsys.readouterr().err.splitlines()[:3] == [
+        "error: ComfyUI does not know these node types:", "  LTXVConditioning (node 15)", "  LongVideoLookahead (node 10)"]
+
+
+def test_object_info_is_asked_only_for_an_unknown_node_type(fake, capsys):
+    fake.rejection = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
+                      "node_errors": {}}
+    assert run(fake) == 1
+    assert capsys.readouterr().err == "error: ComfyUI rejected the prompt: Prompt has no outputs\n"
+    assert not any(path == "/object_info" for _, path, _ in fake.requests)
 
 
 def test_download_writes_the_files_below_the_folder(fake, capsys, tmp_path, progress_channel):
