@@ -13,13 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import av
 import numpy
 import pytest
 
 from comfy_host import PACK_ROOT
+from longvideo_cli.comfy_http import ComfyHttp  # importable once comfy_host put cli/ on sys.path
 from saved_videos import read_video
 from tiny_workflows import node_of_type, tiny_workflow
 
@@ -51,8 +51,7 @@ def queued_prompt_id(stdout):
 
 def executed_prompt(server, prompt_id):
     """The workflow as the server ran it, from its history record (number, id, prompt, ...)."""
-    with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=30) as answer:
-        return json.load(answer)[prompt_id]["prompt"][2]
+    return ComfyHttp(server.url).finished_entry(prompt_id)["prompt"][2]
 
 
 def pixels(path):
