@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -31,6 +29,9 @@ import tiny_models
 
 HOST_TESTS_DIR = Path(__file__).resolve().parent
 PACK_ROOT = HOST_TESTS_DIR.parents[1]
+# ComfyServer talks HTTP through the command-line runner's client (cli/longvideo_cli/comfy_http.py).
+sys.path.append(str(PACK_ROOT / "cli"))
+from longvideo_cli.comfy_http import ComfyHttp, HttpError, ServerUnreachable  # noqa: E402
 PACK_DIR_NAME = "ComfyUI-LongVideo"
 TEST_NODES_MODULE = HOST_TESTS_DIR / "custom_nodes_for_tests" / "longvideo_test_nodes.py"
 MINIMUM_COMFYUI_VERSION = (0, 8, 0)
@@ -301,6 +302,7 @@ class ComfyServer:
         self.port: int | None = None
         self._process: subprocess.Popen | None = None
         self._log_file = None
+        self._http: ComfyHttp | None = None
 
     def __enter__(self) -> "ComfyServer":
         try:
@@ -329,6 +331,7 @@ class ComfyServer:
         self.base_dir = Path(tempfile.mkdtemp(prefix="comfy-host-"))
         self._lay_out_base_dir()
         self.port = _free_loopback_port()
+        self._http = ComfyHttp(self.url)
         self._log_file = open(self.log_path, "wb")
         self._process = subprocess.Popen(
             self._command(), cwd=self.comfy_dir, env=self._environment(),
@@ -356,7 +359,7 @@ class ComfyServer:
             return ""
 
     def object_info(self) -> dict:
-        return self._get_json("/object_info")
+        return self._http.get_json("/object_info")
 
     def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
         """POST /prompt; returns the prompt id. A prompt ComfyUI rejects raises AssertionError.
@@ -367,27 +370,24 @@ class ComfyServer:
         if extra_data is not None:
             payload["extra_data"] = extra_data
         try:
-            answer = self._post_json("/prompt", payload)
-        except urllib.error.HTTPError as error:
-            if error.code == 400:
-                raise AssertionError(_rejection_text(error.read())) from None
+            answer = self._http.post_json("/prompt", payload)
+        except HttpError as error:
+            if error.status == 400:
+                raise AssertionError(_rejection_text(error.body)) from None
             raise
         return answer["prompt_id"]
 
     def running_prompt_ids(self) -> list[str]:
         """Ids of the prompts executing right now (GET /queue)."""
-        return [item[1] for item in self._get_json("/queue")["queue_running"]]
+        running, _waiting = self._http.queue_ids()
+        return running
 
     def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
         """Poll /history until the prompt is done; returns its history entry (with "status")."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self._get_json(f"/history/{prompt_id}").get(prompt_id)
-            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
-                return entry
-            self._fail_if_exited()
-            time.sleep(0.1)
-        raise AssertionError(f"prompt {prompt_id} not done after {timeout} s\n{self._log_tail()}")
+        entry = self._http.wait_for_finished_entry(prompt_id, time.monotonic() + timeout, between_polls=self._fail_if_exited)
+        if entry is None:
+            raise AssertionError(f"prompt {prompt_id} not done after {timeout} s\n{self._log_tail()}")
+        return entry
 
     def run_prompt(self, prompt: dict, timeout: float = 300.0, extra_data: dict | None = None) -> dict:
         """queue + wait; raises AssertionError with ComfyUI's error text if the prompt fails."""
@@ -397,7 +397,7 @@ class ComfyServer:
         return entry
 
     def interrupt(self) -> None:
-        self._post_json("/interrupt", {})
+        self._http.interrupt()
 
     def _command(self) -> list[str]:
         return [
@@ -432,10 +432,9 @@ class ComfyServer:
         while time.monotonic() < deadline:
             self._fail_if_exited()
             try:
-                with urllib.request.urlopen(self.url + "/object_info", timeout=5) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                self._http.get_json("/object_info")
+                return
+            except (ServerUnreachable, HttpError):
                 pass
             time.sleep(0.25)
         raise RuntimeError(f"ComfyUI did not answer /object_info within {self.BOOT_TIMEOUT_S} s\n{self._log_tail()}")
@@ -446,18 +445,6 @@ class ComfyServer:
 
     def _log_tail(self, lines: int = 60) -> str:
         return "--- ComfyUI log tail ---\n" + "\n".join(self.log_text().splitlines()[-lines:])
-
-    def _get_json(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=30) as answer:
-            return json.load(answer)
-
-    def _post_json(self, path: str, payload: dict):
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(payload).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            body = answer.read()
-        return json.loads(body) if body else None
 
 
 def _rejection_text(body: bytes) -> str:

@@ -6,18 +6,20 @@ node with the same `text` input whose conditioning is seeded by the text: the co
 behind the real LTXVConditioning, and the server's record and the video show the new text arrived.
 """
 import json
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 
 import av
 import numpy
 import pytest
 
 from comfy_host import PACK_ROOT
+from longvideo_cli.comfy_http import ComfyHttp  # importable once comfy_host put cli/ on sys.path
 from saved_videos import read_video
 from tiny_workflows import node_of_type, tiny_workflow
 
@@ -49,8 +51,7 @@ def queued_prompt_id(stdout):
 
 def executed_prompt(server, prompt_id):
     """The workflow as the server ran it, from its history record (number, id, prompt, ...)."""
-    with urllib.request.urlopen(f"{server.url}/history/{prompt_id}", timeout=30) as answer:
-        return json.load(answer)[prompt_id]["prompt"][2]
+    return ComfyHttp(server.url).finished_entry(prompt_id)["prompt"][2]
 
 
 def pixels(path):
@@ -179,24 +180,68 @@ def test_an_editor_workflow_is_exit_2(comfy_server):
     assert "Export (API)" in result.stderr
 
 
+class OutputLines:
+    """A subprocess's output lines, read on a thread so that every wait for one has a timeout."""
+
+    def __init__(self, stream):
+        self.text = ""
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        """Whether a line with `marker` came before the output ended and within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while (line := self._next_line(deadline)) is not None:
+            if marker in line:
+                return True
+        return False
+
+    def until_end(self, timeout: float) -> str:
+        """All the output, once it ended or `timeout` s passed."""
+        deadline = time.monotonic() + timeout
+        while self._next_line(deadline) is not None:
+            pass
+        return self.text
+
+    def _next_line(self, deadline: float) -> str | None:
+        try:
+            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.text += line
+        return line
+
+
+def interruptible_cli(*arguments):
+    """The command as a subprocess that Ctrl-C (SIGINT) reaches. A test run started in the background
+    (nohup ... &) ignores SIGINT and its children inherit that; Python then never raises KeyboardInterrupt."""
+    return subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def test_ctrl_c_interrupts_our_prompt_exits_130_and_the_server_keeps_working(comfy_server, tiny_model_names, tmp_path):
     long_run = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=20000, **WAN22_5B)
-    process = subprocess.Popen([sys.executable, str(CLI), str(write_workflow(tmp_path, long_run)), "--server", comfy_server.url],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = interruptible_cli(str(CLI), str(write_workflow(tmp_path, long_run)), "--server", comfy_server.url)
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "LongVideoDiagonalQueueSampler): step 3/" in line:
-                break
-        else:
-            pytest.fail("no progress before the command ended:\n" + "".join(lines))
+        lines = OutputLines(process.stdout)
+        # ComfyUI 0.33 throttles progress (ProgressBar: 100 ms and 0.5 % apart), so the first step
+        # is the one progress line that surely comes early in a 20,000-frame run.
+        if not lines.wait_for("LongVideoDiagonalQueueSampler): step ", timeout=120):
+            pytest.fail("no progress of the sampler within 120 s:\n" + lines.text)
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        output = lines.until_end(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
-    output = "".join(lines) + rest
+            process.wait(timeout=10)
+            comfy_server.interrupt()  # the prompt the command failed to stop would hold up the next tests
     assert process.returncode == 130, output
     assert "ComfyUI interrupted it at node 11 (LongVideoDiagonalQueueSampler)" in output
     history = comfy_server.wait(queued_prompt_id(output), timeout=60)
@@ -205,3 +250,47 @@ def test_ctrl_c_interrupts_our_prompt_exits_130_and_the_server_keeps_working(com
     short_run = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=3, **WAN22_5B)
     result = run_cli(write_workflow(tmp_path, short_run, "short.json"), comfy_server.url, "--seed", "5")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# python -S leaves out site-packages: the command runs as on a Python without websocket-client.
+WITHOUT_SITE_PACKAGES = "-S"
+NO_PROGRESS = "no progress shown: the websocket-client package is not installed"
+
+
+def test_without_websocket_client_the_run_is_reported_from_history(comfy_server, tiny_model_names, tmp_path):
+    prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=4, **WAN22_5B)
+    result = subprocess.run([sys.executable, WITHOUT_SITE_PACKAGES, str(CLI), str(write_workflow(tmp_path, prompt)),
+                             "--server", comfy_server.url, "--seed", "12"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NO_PROGRESS in result.stdout and ": step " not in result.stdout
+    [video] = reported_files(result.stdout, comfy_server.output_dir)
+    assert read_video(video)[0] == 4 * (4 - 1) + 1
+    assert executed_prompt(comfy_server, queued_prompt_id(result.stdout))["11"]["inputs"]["seed"] == 12
+
+
+def test_without_websocket_client_ctrl_c_interrupts_the_running_prompt(comfy_server, tiny_model_names, tmp_path):
+    long_run = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=20000, **WAN22_5B)
+    process = interruptible_cli(WITHOUT_SITE_PACKAGES, str(CLI), str(write_workflow(tmp_path, long_run)), "--server", comfy_server.url)
+    try:
+        lines = OutputLines(process.stdout)
+        if not lines.wait_for(NO_PROGRESS, timeout=60):
+            pytest.fail("the command did not queue the prompt within 60 s:\n" + lines.text)
+        prompt_id = queued_prompt_id(lines.text)
+        deadline = time.monotonic() + 60
+        while prompt_id not in comfy_server.running_prompt_ids():
+            assert time.monotonic() < deadline, "the prompt did not start within 60 s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        output = lines.until_end(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+            comfy_server.interrupt()  # the prompt the command failed to stop would hold up the next tests
+    assert process.returncode == 130, output
+    # Without progress events the command cannot tell which node runs when Ctrl-C comes.
+    assert "ComfyUI interrupted it at node " in output
+    history = comfy_server.wait(prompt_id, timeout=60)
+    assert any(event == "execution_interrupted" for event, _ in history["status"]["messages"])
+    assert comfy_server.running_prompt_ids() == []

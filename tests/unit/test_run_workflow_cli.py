@@ -1,25 +1,35 @@
-"""cli/run_workflow.py without a server: workflows, overrides, ComfyUI's answers, websocket frames.
+"""cli/run_workflow.py and its longvideo_cli package without ComfyUI: workflows, overrides,
+ComfyUI's answers, and whole runs against a stand-in server (fake_comfy_server.py), with
+websocket-client and without it.
 
-The module is loaded from its file: the pack folder's name has a hyphen, and cli/ is no package.
-Server answers are built in the shapes that ComfyUI 0.8.0's server.post_prompt,
-execution.validate_prompt and PromptExecutor produce; websocket frames are built by hand from RFC 6455.
+Server answers are built in the shapes that ComfyUI's server.post_prompt, execution.validate_prompt
+and PromptExecutor produce.
 """
-import importlib.util
 import io
 import json
+import signal
 import socket
-import struct
+import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
+from fake_comfy_server import FakeComfy
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("longvideo_run_workflow", ROOT / "cli" / "run_workflow.py")
-cli = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = cli  # dataclasses look their module up by name
-_spec.loader.exec_module(cli)
+CLI = ROOT / "cli" / "run_workflow.py"
+sys.path.insert(0, str(CLI.parent))  # as when the command runs: its package sits next to it
+
+import run_workflow  # noqa: E402
+from longvideo_cli import comfy_websocket  # noqa: E402
+from longvideo_cli.display import Display, describe_event  # noqa: E402
+from longvideo_cli.exit_codes import UsageError  # noqa: E402
+from longvideo_cli.explain import explain_execution_error, explain_rejection, failure_text  # noqa: E402
+from longvideo_cli.outputs import OutputFile, download_path, output_files, report_outputs  # noqa: E402
+from longvideo_cli.overrides import Overrides, apply_overrides  # noqa: E402
+from longvideo_cli.prompt_run import NO_PROGRESS_NOTE  # noqa: E402
+from longvideo_cli.workflow_file import load_workflow  # noqa: E402
 
 API_WORKFLOWS = sorted((ROOT / "workflows" / "api").glob("*.json"))
 # Shipped workflows without one prompt to replace: a prompt schedule, and stitching that has no prompt.
@@ -30,11 +40,11 @@ WITHOUT_ONE_PROMPT = {
 
 
 def shipped(name):
-    return cli.load_workflow(ROOT / "workflows" / "api" / f"{name}.json")
+    return load_workflow(ROOT / "workflows" / "api" / f"{name}.json")
 
 
 def apply(workflow, **options):
-    return cli.apply_overrides(workflow, cli.Overrides(**options))
+    return apply_overrides(workflow, Overrides(**options))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,12 +54,12 @@ def apply(workflow, **options):
 def test_every_shipped_api_workflow_loads():
     assert API_WORKFLOWS
     for path in API_WORKFLOWS:
-        assert all("class_type" in node for node in cli.load_workflow(path).values())
+        assert all("class_type" in node for node in load_workflow(path).values())
 
 
 def test_an_editor_workflow_is_refused_with_the_export_hint_and_its_api_twin():
-    with pytest.raises(cli.UsageError) as error:
-        cli.load_workflow(ROOT / "example_workflows" / "fifo_ltxv.json")
+    with pytest.raises(UsageError) as error:
+        load_workflow(ROOT / "example_workflows" / "fifo_ltxv.json")
     assert "Export (API)" in str(error.value)
     assert str(ROOT / "workflows" / "api" / "fifo_ltxv.json") in str(error.value)
 
@@ -57,8 +67,8 @@ def test_an_editor_workflow_is_refused_with_the_export_hint_and_its_api_twin():
 def test_an_editor_workflow_without_twin_points_to_the_api_folder(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"nodes": [], "links": [], "version": 0.4}))
-    with pytest.raises(cli.UsageError, match="Export \\(API\\).*workflows.api"):
-        cli.load_workflow(path)
+    with pytest.raises(UsageError, match="Export \\(API\\).*workflows.api"):
+        load_workflow(path)
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -69,13 +79,13 @@ def test_an_editor_workflow_without_twin_points_to_the_api_folder(tmp_path):
 def test_files_that_are_no_api_workflow_are_refused(tmp_path, content, reason):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(cli.UsageError, match=reason):
-        cli.load_workflow(path)
+    with pytest.raises(UsageError, match=reason):
+        load_workflow(path)
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path):
-    with pytest.raises(cli.UsageError, match="cannot read"):
-        cli.load_workflow(tmp_path / "nowhere.json")
+    with pytest.raises(UsageError, match="cannot read"):
+        load_workflow(tmp_path / "nowhere.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +94,7 @@ def test_a_missing_file_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("path", [p for p in API_WORKFLOWS if p.stem not in WITHOUT_ONE_PROMPT], ids=lambda path: path.stem)
 def test_prompt_and_negative_reach_the_text_encoders_of_every_shipped_workflow(path):
-    workflow = cli.load_workflow(path)
+    workflow = load_workflow(path)
     changed, changes = apply(workflow, prompt="a cat", negative="blurry")
     # In every shipped workflow node 5 is the prompt and node 6 the negative prompt;
     # the LTX-Video ones reach them through LTXVConditioning's two outputs.
@@ -96,7 +106,7 @@ def test_prompt_and_negative_reach_the_text_encoders_of_every_shipped_workflow(p
 
 @pytest.mark.parametrize("name", sorted(WITHOUT_ONE_PROMPT))
 def test_prompt_is_refused_where_a_shipped_workflow_has_no_single_prompt(name):
-    with pytest.raises(cli.UsageError, match=WITHOUT_ONE_PROMPT[name]):
+    with pytest.raises(UsageError, match=WITHOUT_ONE_PROMPT[name]):
         apply(shipped(name), prompt="a cat")
 
 
@@ -130,7 +140,7 @@ def test_a_prompt_schedule_is_ambiguous_and_points_to_set():
     workflow["83"] = {"class_type": "LongVideoPromptFrameRange", "inputs": {"conditioning": ["81", 0], "start_frame": 30, "end_frame": -1}}
     workflow["84"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["82", 0], "conditioning_2": ["83", 0]}}
     workflow["15"]["inputs"]["positive"] = ["84", 0]
-    with pytest.raises(cli.UsageError) as error:
+    with pytest.raises(UsageError) as error:
         apply(workflow, prompt="a cat")
     message = str(error.value)
     assert "node 5 (CLIPTextEncode)" in message and "node 81 (CLIPTextEncode)" in message
@@ -142,7 +152,7 @@ def test_a_prompt_schedule_is_ambiguous_and_points_to_set():
 def test_a_workflow_without_text_encoder_says_to_use_set():
     workflow = shipped("fifo_wan21_t2v_1.3B")
     workflow["5"] = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 4096, "tokens": 8, "seed": 5, "scale": 1.0}}
-    with pytest.raises(cli.UsageError, match="no text encoder found behind a sampler's positive input.*--set"):
+    with pytest.raises(UsageError, match="no text encoder found behind a sampler's positive input.*--set"):
         apply(workflow, prompt="a cat")
 
 
@@ -150,7 +160,7 @@ def test_an_encoder_feeding_both_sides_is_not_changed_for_one_of_them():
     workflow = shipped("fifo_wan21_t2v_1.3B")
     workflow["20"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["5", 0]}}
     workflow["11"]["inputs"]["negative"] = ["20", 0]
-    with pytest.raises(cli.UsageError, match="feeds both the positive and the negative"):
+    with pytest.raises(UsageError, match="feeds both the positive and the negative"):
         apply(workflow, negative="blurry")
 
 
@@ -158,7 +168,7 @@ def test_a_text_that_comes_from_another_node_points_there():
     workflow = shipped("fifo_wan21_t2v_1.3B")
     workflow["30"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a fox"}}
     workflow["5"]["inputs"]["text"] = ["30", 0]
-    with pytest.raises(cli.UsageError, match="comes from node 30 \\(PrimitiveStringMultiline\\).*--set 30.INPUT"):
+    with pytest.raises(UsageError, match="comes from node 30 \\(PrimitiveStringMultiline\\).*--set 30.INPUT"):
         apply(workflow, prompt="a cat")
 
 
@@ -178,7 +188,7 @@ def test_seed_sets_every_seed_and_noise_seed_input():
 
 
 def test_seed_on_a_workflow_without_seed_is_an_error():
-    with pytest.raises(cli.UsageError, match="no seed or noise_seed"):
+    with pytest.raises(UsageError, match="no seed or noise_seed"):
         apply({"1": {"class_type": "PreviewAny", "inputs": {"source": 1}}}, seed=7)
 
 
@@ -198,12 +208,12 @@ def test_frames_sets_the_samplers_length_in_latent_frames(name, sampler):
 
 @pytest.mark.parametrize("name", ["kstep_ltxv", "kstep_wan22_5b"])
 def test_frames_on_the_noise_search_points_to_its_chunks(name):
-    with pytest.raises(cli.UsageError, match="LongVideoKStepNoiseSearch.*--set 11.chunks=N"):
+    with pytest.raises(UsageError, match="LongVideoKStepNoiseSearch.*--set 11.chunks=N"):
         apply(shipped(name), frames=100)
 
 
 def test_frames_without_a_long_video_sampler_is_an_error():
-    with pytest.raises(cli.UsageError, match="has neither"):
+    with pytest.raises(UsageError, match="has neither"):
         apply({"1": {"class_type": "KSampler", "inputs": {"seed": 1}}}, frames=10)
 
 
@@ -214,7 +224,7 @@ def test_model_replaces_the_file_name_wherever_it_is_used():
 
 
 def test_model_that_the_workflow_does_not_use_lists_the_files_it_uses():
-    with pytest.raises(cli.UsageError) as error:
+    with pytest.raises(UsageError) as error:
         apply(shipped("fifo_wan21_t2v_1.3B"), models=("ltx-video-2b-v0.9.5.safetensors=x.safetensors",))
     message = str(error.value)
     for used in ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"):
@@ -223,7 +233,7 @@ def test_model_that_the_workflow_does_not_use_lists_the_files_it_uses():
 
 @pytest.mark.parametrize("spec", ["no-equals", "=new", "old="])
 def test_model_needs_old_and_new(spec):
-    with pytest.raises(cli.UsageError, match="OLD=NEW"):
+    with pytest.raises(UsageError, match="OLD=NEW"):
         apply(shipped("fifo_ltxv"), models=(spec,))
 
 
@@ -250,13 +260,13 @@ def test_set_wins_over_the_other_options_and_can_add_an_input():
 
 
 def test_set_on_an_unknown_node_lists_the_nodes():
-    with pytest.raises(cli.UsageError, match="no node '99'.*11 \\(LongVideoDiagonalQueueSampler\\)"):
+    with pytest.raises(UsageError, match="no node '99'.*11 \\(LongVideoDiagonalQueueSampler\\)"):
         apply(shipped("fifo_ltxv"), sets=("99.length=3",))
 
 
 @pytest.mark.parametrize("spec", ["11length=3", "11.length", ".length=3", "11.=3"])
 def test_set_needs_id_input_and_value(spec):
-    with pytest.raises(cli.UsageError, match="ID.INPUT=VALUE"):
+    with pytest.raises(UsageError, match="ID.INPUT=VALUE"):
         apply(shipped("fifo_ltxv"), sets=(spec,))
 
 
@@ -270,25 +280,62 @@ def test_long_texts_are_shortened_in_the_summary():
 # ---------------------------------------------------------------------------------------------
 
 def unknown_node_rejection(class_type, node_id):
-    """execution.validate_prompt stops at the first node whose class_type ComfyUI lacks."""
+    """execution.validate_prompt stops at the first node whose class_type ComfyUI lacks (ComfyUI 0.8)."""
     return {"error": {"type": "invalid_prompt", "message": f"Cannot execute because node {class_type} does not exist.",
                       "details": f"Node ID '#{node_id}'", "extra_info": {}}, "node_errors": {}}
 
 
-def test_unknown_node_types_are_all_named_with_the_known_types():
+def unknown_node_rejection_033(class_type, node_id, title=None):
+    """The same in ComfyUI 0.33: the message names the node's title (its _meta.title, else the class)."""
+    title = title or class_type
+    return {"error": {"type": "missing_node_type", "message": f"Node '{title}' not found. The custom node may not be installed.",
+                      "details": f"Node ID '#{node_id}'",
+                      "extra_info": {"node_id": node_id, "class_type": class_type, "node_title": title}},
+            "node_errors": {}}
+
+
+@pytest.mark.parametrize("rejection", [unknown_node_rejection, unknown_node_rejection_033], ids=["0.8", "0.33"])
+def test_unknown_node_types_are_all_named_with_the_known_types(rejection):
     workflow = shipped("fifo_ltxv")
     workflow["11"]["class_type"] = "LongVideoDiagonalQueueSampler"
     workflow["40"] = {"class_type": "SomePackNode", "inputs": {}}
     workflow["41"] = {"class_type": "SomePackNode", "inputs": {}}
     known = {node["class_type"] for node in workflow.values()} - {"SomePackNode", "LTXVConditioning"}
-    text = cli.explain_rejection(unknown_node_rejection("LTXVConditioning", "15"), workflow, known)
+    text = explain_rejection(rejection("LTXVConditioning", "15"), workflow, known)
     assert "ComfyUI does not know these node types" in text
     assert "LTXVConditioning (node 15)" in text and "SomePackNode (node 40, 41)" in text
 
 
 def test_an_unknown_node_type_without_the_known_types_shows_comfyuis_message():
-    text = cli.explain_rejection(unknown_node_rejection("SomePackNode", "40"), shipped("fifo_ltxv"), None)
+    text = explain_rejection(unknown_node_rejection("SomePackNode", "40"), shipped("fifo_ltxv"), None)
     assert text == "ComfyUI rejected the prompt: Cannot execute because node SomePackNode does not exist.\n  Node ID '#40'"
+
+
+def test_comfyui_033_names_the_title_of_an_unknown_node_and_the_class_is_taken_from_extra_info():
+    rejection = unknown_node_rejection_033("SomePackNode", "40", title="Lookahead Denoising (FIFO)")
+    assert explain_rejection(rejection, shipped("fifo_ltxv"), None).splitlines() == [
+        "ComfyUI does not know these node types:",
+        "  SomePackNode (node 40)",
+        "Install the node packs that provide them (for example with ComfyUI-Manager) and restart ComfyUI.",
+    ]
+
+
+def test_a_dependency_cycle_names_its_nodes():
+    """ComfyUI 0.33's validate_inputs reports a cycle on each of its nodes, without an input name."""
+    cycle = "10 (LongVideoLookahead) -> 11 (LongVideoDiagonalQueueSampler) -> 10 (LongVideoLookahead)"
+    answer = {
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                  "details": f"Dependency cycle detected: {cycle}", "extra_info": {}},
+        "node_errors": {node_id: {"class_type": class_type, "dependent_outputs": ["14"], "errors": [
+            {"type": "dependency_cycle", "message": "Dependency cycle detected", "details": cycle,
+             "extra_info": {"node_id": node_id, "cycle_nodes": ["10", "11"]}}]}
+            for node_id, class_type in (("10", "LongVideoLookahead"), ("11", "LongVideoDiagonalQueueSampler"))},
+    }
+    assert explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
+        "ComfyUI rejected the prompt: Prompt outputs failed validation",
+        f"  node 10 (LongVideoLookahead): Dependency cycle detected ({cycle})",
+        f"  node 11 (LongVideoDiagonalQueueSampler): Dependency cycle detected ({cycle})",
+    ]
 
 
 def test_invalid_inputs_give_one_line_per_node_and_input():
@@ -309,7 +356,7 @@ def test_invalid_inputs_give_one_line_per_node_and_input():
             ]},
         },
     }
-    assert cli.explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
+    assert explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
         "ComfyUI rejected the prompt: Prompt outputs failed validation",
         "  node 11 (LongVideoDiagonalQueueSampler) input length: Value 0 smaller than min of 1",
         "  node 11 (LongVideoDiagonalQueueSampler) input window: Custom validation failed for node (window - window must be at least 2)",
@@ -320,23 +367,23 @@ def test_invalid_inputs_give_one_line_per_node_and_input():
 def test_a_rejection_without_node_errors_shows_its_details():
     answer = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
               "node_errors": {}}
-    assert cli.explain_rejection(answer, shipped("fifo_ltxv"), None) == "ComfyUI rejected the prompt: Prompt has no outputs"
+    assert explain_rejection(answer, shipped("fifo_ltxv"), None) == "ComfyUI rejected the prompt: Prompt has no outputs"
 
 
 def test_an_execution_error_names_node_class_and_exception():
     data = {"prompt_id": "p", "node_id": "12", "node_type": "VAEDecode", "executed": ["1"],
             "exception_message": "test VAE failure\n", "exception_type": "RuntimeError",
             "traceback": ["  File ..."], "current_inputs": {}, "current_outputs": []}
-    assert cli.explain_execution_error(data).splitlines()[0] == "node 12 (VAEDecode) failed: RuntimeError: test VAE failure"
+    assert explain_execution_error(data).splitlines()[0] == "node 12 (VAEDecode) failed: RuntimeError: test VAE failure"
     status = {"status_str": "error", "completed": False,
               "messages": [["execution_start", {"prompt_id": "p"}], ["execution_error", data]]}
-    assert cli.failure_text(status) == cli.explain_execution_error(data)
+    assert failure_text(status) == explain_execution_error(data)
 
 
 def test_an_interruption_by_someone_else_is_a_failure_that_says_so():
     status = {"status_str": "error", "completed": False, "messages": [
         ["execution_interrupted", {"prompt_id": "p", "node_id": "11", "node_type": "LongVideoDiagonalQueueSampler", "executed": []}]]}
-    assert cli.failure_text(status) == "the prompt was interrupted at node 11 (LongVideoDiagonalQueueSampler), not by this command."
+    assert failure_text(status) == "the prompt was interrupted at node 11 (LongVideoDiagonalQueueSampler), not by this command."
 
 
 HISTORY_OUTPUTS = {
@@ -350,7 +397,7 @@ HISTORY_OUTPUTS = {
 
 
 def test_output_files_give_their_place_below_the_base_folder_and_view_url():
-    files = cli.output_files(HISTORY_OUTPUTS)
+    files = output_files(HISTORY_OUTPUTS)
     assert [file.relative_path for file in files] == [
         "output/longvideo/fifo_ltxv_00001_.mp4", "temp/ComfyUI_temp_abc_00001_.png", "output/audio/x/a b&c.flac"]
     assert files[0].view_url("http://127.0.0.1:8188/") == (
@@ -360,7 +407,7 @@ def test_output_files_give_their_place_below_the_base_folder_and_view_url():
 
 def test_the_report_prints_texts_files_and_urls():
     workflow = {"14": {"class_type": "SaveVideo", "inputs": {}}, "17": {"class_type": "PreviewAny", "inputs": {}}}
-    lines = cli.report_outputs(HISTORY_OUTPUTS, workflow, "http://h:1")
+    lines = report_outputs(HISTORY_OUTPUTS, workflow, "http://h:1")
     assert lines[:3] == ["node 17 (PreviewAny) text:", "  chunk 1: candidate 3 of 5", "  chunk 2: candidate 1 of 5"]
     assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in lines
     assert "    http://h:1/api/view?filename=fifo_ltxv_00001_.mp4&subfolder=longvideo&type=output" in lines
@@ -368,10 +415,10 @@ def test_the_report_prints_texts_files_and_urls():
 
 
 def test_downloads_stay_inside_the_folder(tmp_path):
-    inside = cli.OutputFile("14", "v.mp4", "longvideo", "output")
-    assert cli.download_path(tmp_path, inside) == (tmp_path / "longvideo" / "v.mp4").resolve()
+    inside = OutputFile("14", "v.mp4", "longvideo", "output")
+    assert download_path(tmp_path, inside) == (tmp_path / "longvideo" / "v.mp4").resolve()
     with pytest.raises(ValueError, match="outside"):
-        cli.download_path(tmp_path, cli.OutputFile("14", "v.mp4", "../../etc", "output"))
+        download_path(tmp_path, OutputFile("14", "v.mp4", "../../etc", "output"))
 
 
 @pytest.mark.parametrize("text, url", [
@@ -380,15 +427,14 @@ def test_downloads_stay_inside_the_folder(tmp_path):
     ("https://example.org/comfy/", "https://example.org/comfy"),
 ])
 def test_server_urls_are_normalized_and_give_the_websocket_url(text, url):
-    client = cli.ComfyClient(text)
-    assert client.url == url
-    assert client.websocket_url("abc") == url.replace("http", "ws", 1) + "/ws?clientId=abc"
+    assert run_workflow.server_url(text) == url
+    assert comfy_websocket.websocket_url(url, "abc") == url.replace("http", "ws", 1) + "/ws?clientId=abc"
 
 
 @pytest.mark.parametrize("text", ["ftp://host", "http://", "http://host:notaport"])
 def test_bad_server_urls_are_usage_errors(text):
-    with pytest.raises(cli.UsageError, match="--server"):
-        cli.ComfyClient(text)
+    with pytest.raises(UsageError, match="--server"):
+        run_workflow.server_url(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +455,7 @@ WORKFLOW_FOR_EVENTS = {"11": {"class_type": "LongVideoDiagonalQueueSampler", "in
     ("progress_state", {"prompt_id": "p", "nodes": {}}, None),
 ])
 def test_websocket_events_become_progress_lines(event, data, line):
-    assert cli.describe_event(event, data, WORKFLOW_FOR_EVENTS) == line
+    assert describe_event(event, data, WORKFLOW_FOR_EVENTS) == line
 
 
 class FakeTerminal(io.StringIO):
@@ -419,7 +465,7 @@ class FakeTerminal(io.StringIO):
 
 def test_progress_updates_one_line_on_a_terminal_and_prints_lines_elsewhere():
     terminal, errors = FakeTerminal(), io.StringIO()
-    display = cli.Display(terminal, errors)
+    display = Display(terminal, errors)
     display.progress("step 1/2")
     display.progress("step 2/2")
     display.line("done")
@@ -428,168 +474,10 @@ def test_progress_updates_one_line_on_a_terminal_and_prints_lines_elsewhere():
     assert terminal.getvalue() == "\r\x1b[Kstep 1/2\r\x1b[Kstep 2/2\ndone\n\r\x1b[Kstep 1/1\n"
     assert errors.getvalue() == "error: boom\n"
     log = io.StringIO()
-    plain = cli.Display(log, errors)
+    plain = Display(log, errors)
     plain.progress("step 1/2")
     plain.progress("step 2/2")
     assert log.getvalue() == "step 1/2\nstep 2/2\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# WebSocket frames (RFC 6455, section 5.7 examples and hand-built headers)
-# ---------------------------------------------------------------------------------------------
-
-HELLO_UNMASKED = bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
-HELLO_MASKED = bytes([0x81, 0x85, 0x37, 0xFA, 0x21, 0x3D, 0x7F, 0x9F, 0x4D, 0x51, 0x58])
-HEL_FIRST_FRAGMENT = bytes([0x01, 0x03, 0x48, 0x65, 0x6C])
-LO_LAST_FRAGMENT = bytes([0x80, 0x02, 0x6C, 0x6F])
-PING_HELLO = bytes([0x89, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
-
-
-def test_the_accept_key_of_the_rfc_example():
-    assert cli.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-@pytest.mark.parametrize("data", [HELLO_UNMASKED, HELLO_MASKED])
-def test_single_frame_text_masked_or_not(data):
-    frame, used = cli.decode_frame(data + b"rest")
-    assert frame == cli.Frame(True, cli.OP_TEXT, b"Hello") and used == len(data)
-
-
-def test_encoding_the_rfc_examples_gives_their_bytes():
-    assert cli.encode_frame(cli.OP_TEXT, b"Hello") == HELLO_UNMASKED
-    assert cli.encode_frame(cli.OP_TEXT, b"Hello", bytes([0x37, 0xFA, 0x21, 0x3D])) == HELLO_MASKED
-    assert cli.encode_frame(cli.OP_TEXT, b"Hel", fin=False) == HEL_FIRST_FRAGMENT
-    assert cli.encode_frame(cli.OP_PING, b"Hello") == PING_HELLO
-
-
-def test_16_bit_length():
-    payload = bytes(range(256))
-    data = bytes([0x82, 0x7E, 0x01, 0x00]) + payload
-    assert cli.decode_frame(data) == (cli.Frame(True, cli.OP_BINARY, payload), 260)
-    assert cli.encode_frame(cli.OP_BINARY, payload) == data
-
-
-def test_64_bit_length_masked():
-    payload = bytes(i % 251 for i in range(65536))
-    key = bytes([1, 2, 3, 4])
-    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
-    data = bytes([0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0]) + key + masked
-    assert cli.decode_frame(data) == (cli.Frame(True, cli.OP_BINARY, payload), len(data))
-    assert cli.encode_frame(cli.OP_BINARY, payload, key) == data
-
-
-def test_a_frame_cut_anywhere_is_incomplete():
-    data = bytes([0x81, 0xFE, 0x00, 0x80]) + bytes([9, 9, 9, 9]) + bytes(128)
-    for end in range(len(data)):
-        assert cli.decode_frame(data[:end]) is None, end
-    assert cli.decode_frame(data)[1] == len(data)
-
-
-def feed(assembler, data):
-    messages = []
-    while data:
-        frame, used = cli.decode_frame(data)
-        data = data[used:]
-        message = assembler.add(frame)
-        if message is not None:
-            messages.append(message)
-    return messages
-
-
-def test_fragments_join_and_a_ping_between_them_comes_first():
-    messages = feed(cli.MessageAssembler(), HEL_FIRST_FRAGMENT + PING_HELLO + LO_LAST_FRAGMENT + HELLO_MASKED)
-    assert messages == [cli.Message(cli.OP_PING, b"Hello"), cli.Message(cli.OP_TEXT, b"Hello"), cli.Message(cli.OP_TEXT, b"Hello")]
-
-
-def test_three_fragment_binary_message():
-    data = bytes([0x02, 0x01, 0xAA, 0x00, 0x01, 0xBB, 0x80, 0x01, 0xCC])
-    assert feed(cli.MessageAssembler(), data) == [cli.Message(cli.OP_BINARY, b"\xaa\xbb\xcc")]
-
-
-@pytest.mark.parametrize("data, reason", [
-    (LO_LAST_FRAGMENT, "continuation frame without"),
-    (HEL_FIRST_FRAGMENT + HELLO_UNMASKED, "new message started"),
-    (bytes([0xC1, 0x00]), "reserved bits"),
-    (bytes([0x83, 0x00]), "unknown opcode"),
-    (bytes([0x09, 0x00]), "control frame is fragmented"),
-    (bytes([0x89, 0x7E, 0x00, 0x7E]) + bytes(126), "longer than 125"),
-    (bytes([0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0]), "top bit"),
-])
-def test_protocol_errors(data, reason):
-    with pytest.raises(cli.WebSocketError, match=reason):
-        feed(cli.MessageAssembler(), data)
-
-
-def test_invalid_utf8_text_is_an_error():
-    with pytest.raises(cli.WebSocketError, match="UTF-8"):
-        cli.Message(cli.OP_TEXT, b"\xff").text
-
-
-def test_the_client_answers_pings_returns_binary_messages_and_echoes_close():
-    ours, theirs = socket.socketpair()
-    theirs.settimeout(5)  # a client that fails to answer makes the test fail, not hang
-    with ours, theirs:
-        client = cli.WebSocketClient(ours, received=HEL_FIRST_FRAGMENT)
-        theirs.sendall(PING_HELLO + LO_LAST_FRAGMENT + bytes([0x82, 0x02, 1, 2]))
-        assert client.receive(timeout=2) == cli.Message(cli.OP_TEXT, b"Hello")
-        pong = theirs.recv(64)
-        assert pong[1] & 0x80, "client frames must be masked"
-        assert cli.decode_frame(pong)[0] == cli.Frame(True, cli.OP_PONG, b"Hello")
-        assert client.receive(timeout=2) == cli.Message(cli.OP_BINARY, b"\x01\x02")
-        assert client.receive(timeout=0.05) is None
-        theirs.sendall(bytes([0x88, 0x02, 0x03, 0xE8]))
-        with pytest.raises(cli.WebSocketClosed):
-            client.receive(timeout=2)
-        assert cli.decode_frame(theirs.recv(64))[0] == cli.Frame(True, cli.OP_CLOSE, struct.pack("!H", 1000))
-
-
-def serve_one_handshake(listener, answer):
-    connection, _ = listener.accept()
-    connection.settimeout(5)
-    with connection:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            request += connection.recv(4096)
-        lines = request.decode().split("\r\n")
-        key = next(line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("sec-websocket-key"))
-        connection.sendall(answer(lines[0], key) + HELLO_UNMASKED)
-        connection.recv(64)  # the client's close frame
-
-
-def handshake_with(answer):
-    listener = socket.create_server(("127.0.0.1", 0))
-    with listener:
-        server = threading.Thread(target=serve_one_handshake, args=(listener, answer))
-        server.start()
-        try:
-            port = listener.getsockname()[1]
-            client = cli.WebSocketClient.connect(f"ws://127.0.0.1:{port}/ws?clientId=abc", timeout=5)
-            try:
-                return client.receive(timeout=5)
-            finally:
-                client.close()
-        finally:
-            server.join(timeout=5)
-
-
-def switching(status_line, key):
-    assert status_line == "GET /ws?clientId=abc HTTP/1.1"
-    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {cli.accept_key(key)}\r\n\r\n").encode()
-
-
-def test_the_handshake_and_a_message_sent_right_after_it():
-    assert handshake_with(switching) == cli.Message(cli.OP_TEXT, b"Hello")
-
-
-@pytest.mark.parametrize("answer, reason", [
-    (lambda line, key: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "404 Not Found"),
-    (lambda line, key: switching(line, "other key"), "Sec-WebSocket-Accept"),
-    (lambda line, key: switching(line, key).replace(b"Upgrade: websocket", b"Upgrade: h2c"), "Upgrade"),
-])
-def test_a_refused_handshake_is_an_error(answer, reason):
-    with pytest.raises(cli.WebSocketError, match=reason):
-        handshake_with(answer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,19 +490,189 @@ def closed_port():
         return probe.getsockname()[1]
 
 
-def test_no_server_is_exit_2_with_a_hint(capsys):
+@pytest.fixture(params=["websocket", "history polling"])
+def progress_channel(request, monkeypatch):
+    """Each run test runs with websocket-client and as if it were not installed."""
+    if request.param == "history polling":
+        monkeypatch.setattr(comfy_websocket, "websocket", None)
+    return request.param
+
+
+def test_no_server_is_exit_2_with_a_hint(capsys, progress_channel):
     url = f"http://127.0.0.1:{closed_port()}"
-    assert cli.main([str(ROOT / "workflows" / "api" / "fifo_ltxv.json"), "--server", url, "--seed", "3"]) == 2
+    assert run_workflow.main([str(ROOT / "workflows" / "api" / "fifo_ltxv.json"), "--server", url, "--seed", "3"]) == 2
     out, err = capsys.readouterr()
     assert "node 11 (LongVideoDiagonalQueueSampler) seed: 42 -> 3" in out
     assert f"no ComfyUI answers at {url}" in err and "python main.py" in err and "--server" in err
 
 
 def test_usage_errors_are_exit_2(capsys):
-    assert cli.main([str(ROOT / "example_workflows" / "fifo_ltxv.json")]) == 2
+    assert run_workflow.main([str(ROOT / "example_workflows" / "fifo_ltxv.json")]) == 2
     assert "Export (API)" in capsys.readouterr().err
-    assert cli.main([str(ROOT / "workflows" / "api" / "fifo_ltxv.json"), "--timeout", "0"]) == 2
+    assert run_workflow.main([str(ROOT / "workflows" / "api" / "fifo_ltxv.json"), "--timeout", "0"]) == 2
     assert "--timeout must be a positive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--frames", "many", "x.json"])
+        run_workflow.main(["--frames", "many", "x.json"])
     assert exit_info.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs against a stand-in ComfyUI, with websocket-client and without it
+# ---------------------------------------------------------------------------------------------
+
+FIFO_LTXV = ROOT / "workflows" / "api" / "fifo_ltxv.json"
+SAVED_VIDEO = {"14": {"images": [{"filename": "fifo_ltxv_00001_.mp4", "subfolder": "longvideo", "type": "output"}],
+                      "animated": [True]}}
+# No run below takes more than a few seconds; the limit turns a hang into a failure.
+RUN_LIMIT = ["--timeout", "20"]
+
+
+@pytest.fixture
+def fake():
+    with FakeComfy() as server:
+        server.outputs = SAVED_VIDEO
+        yield server
+
+
+@pytest.fixture
+def ctrl_c_reaches_this_process():
+    """The stand-in presses Ctrl-C with _thread.interrupt_main, which does nothing while SIGINT is
+    ignored, as it is for a test run started in the background (nohup ... &)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def run(fake, *options):
+    return run_workflow.main([str(FIFO_LTXV), "--server", fake.url, *RUN_LIMIT, *options])
+
+
+def queued_prompt(fake):
+    [payload] = fake.posted("/prompt")
+    return payload
+
+
+def test_a_run_shows_the_websocket_events_of_its_prompt_and_the_files_from_history(fake, capsys):
+    fake.events = lambda prompt_id: [
+        ("execution_start", {"prompt_id": prompt_id}),
+        ("executing", {"node": "11", "display_node": "11", "prompt_id": prompt_id}),
+        ("progress", {"value": 1, "max": 24, "prompt_id": "another prompt", "node": "11"}),
+        b"\x00\x00\x00\x01preview image",
+        "not an event",
+        ("progress", {"value": 3, "max": 24, "prompt_id": prompt_id, "node": "11"}),
+        ("execution_success", {"prompt_id": prompt_id}),
+    ]
+    assert run(fake) == 0
+    out = capsys.readouterr().out
+    payload = queued_prompt(fake)
+    assert fake.websocket_paths == [f"/ws?clientId={payload['client_id']}"]
+    lines = out.splitlines()
+    assert lines[:4] == [f"queued prompt {payload['prompt_id']} on {fake.url}", "started",
+                         "running node 11 (LongVideoDiagonalQueueSampler)",
+                         "node 11 (LongVideoDiagonalQueueSampler): step 3/24 (12%)"]
+    assert lines[4].startswith("finished in ")
+    assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in lines
+    assert NO_PROGRESS_NOTE not in out
+
+
+def test_without_websocket_client_the_command_polls_history_and_reports_the_same(fake, capsys, monkeypatch):
+    monkeypatch.setattr(comfy_websocket, "websocket", None)
+    fake.events = lambda prompt_id: [("execution_start", {"prompt_id": prompt_id})]
+    fake.polls_until_finished = 3
+    assert run(fake) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert fake.websocket_paths == []
+    assert lines[:2] == [f"queued prompt {queued_prompt(fake)['prompt_id']} on {fake.url}", NO_PROGRESS_NOTE]
+    assert "started" not in lines and lines[2].startswith("finished in ")
+    assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in lines
+    assert sum(path.startswith("/history/") for method, path, _ in fake.requests) == 4
+
+
+def test_a_lost_websocket_falls_back_to_polling_history(fake, capsys):
+    fake.events = lambda prompt_id: [("execution_start", {"prompt_id": prompt_id})]
+    fake.close_websocket_after_events = True
+    fake.polls_until_finished = 2
+    assert run(fake) == 0
+    out = capsys.readouterr().out
+    assert "started\nlost the websocket (ComfyUI closed the websocket); waiting for the result through /history\n" in out
+    assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in out
+
+
+def test_a_prompt_that_outlasts_the_timeout_is_exit_1_with_its_id(fake, capsys, progress_channel):
+    fake.polls_until_finished = None
+    assert run_workflow.main([str(FIFO_LTXV), "--server", fake.url, "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"did not finish within 1 s; it keeps running on ComfyUI (prompt id {queued_prompt(fake)['prompt_id']})" in err
+
+
+def test_an_execution_error_from_history_is_exit_1(fake, capsys, progress_channel):
+    fake.events = lambda prompt_id: [("execution_error", {"prompt_id": prompt_id})]
+    fake.outputs = {}
+    fake.execution_messages = [["execution_error", {"prompt_id": "p", "node_id": "12", "node_type": "VAEDecode",
+                                                    "exception_message": "out of memory", "exception_type": "RuntimeError"}]]
+    assert run(fake) == 1
+    assert "error: node 12 (VAEDecode) failed: RuntimeError: out of memory" in capsys.readouterr().err
+
+
+def test_ctrl_c_interrupts_our_running_prompt_and_is_exit_130(fake, capsys, progress_channel, ctrl_c_reaches_this_process):
+    fake.events = lambda prompt_id: [("executing", {"node": "11", "display_node": "11", "prompt_id": prompt_id})]
+    fake.polls_until_finished = None
+    fake.ctrl_c = True
+    assert run(fake) == 130
+    out = capsys.readouterr().out
+    assert "Ctrl-C: stopping the prompt\nComfyUI interrupted it at node 11 (LongVideoDiagonalQueueSampler)\n" in out
+    assert fake.posted("/interrupt") == [{"prompt_id": queued_prompt(fake)["prompt_id"]}]
+    assert fake.posted("/queue") == []
+
+
+def test_ctrl_c_removes_our_waiting_prompt_from_the_queue(fake, capsys, progress_channel, ctrl_c_reaches_this_process):
+    fake.polls_until_finished = None
+    fake.waiting_in_queue = True
+    fake.ctrl_c = True
+    assert run(fake) == 130
+    assert "removed it from ComfyUI's queue" in capsys.readouterr().out
+    assert fake.posted("/queue") == [{"delete": [queued_prompt(fake)["prompt_id"]]}]
+    assert fake.posted("/interrupt") == []
+
+
+def test_a_server_that_is_not_comfyui_is_exit_2(fake, capsys, progress_channel):
+    fake.websocket_status = 404
+    fake.prompt_status = 404
+    assert run(fake) == 2
+    assert f"error: {fake.url} answers, but not like ComfyUI: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rejection", [unknown_node_rejection, unknown_node_rejection_033], ids=["0.8", "0.33"])
+def test_a_refused_unknown_node_type_is_exit_1_naming_every_missing_one_from_object_info(fake, capsys, rejection):
+    workflow = load_workflow(FIFO_LTXV)
+    fake.object_info = {node["class_type"]: {} for node_id, node in workflow.items() if node_id not in ("10", "15")}
+    fake.rejection = rejection("LongVideoLookahead", "10")
+    assert run(fake) == 1
+    assert capsys.readouterr().err.splitlines()[:3] == [
+        "error: ComfyUI does not know these node types:", "  LTXVConditioning (node 15)", "  LongVideoLookahead (node 10)"]
+
+
+def test_object_info_is_asked_only_for_an_unknown_node_type(fake, capsys):
+    fake.rejection = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
+                      "node_errors": {}}
+    assert run(fake) == 1
+    assert capsys.readouterr().err == "error: ComfyUI rejected the prompt: Prompt has no outputs\n"
+    assert not any(path == "/object_info" for _, path, _ in fake.requests)
+
+
+def test_download_writes_the_files_below_the_folder(fake, capsys, tmp_path, progress_channel):
+    fake.events = lambda prompt_id: [("execution_success", {"prompt_id": prompt_id})]
+    assert run(fake, "--download", str(tmp_path)) == 0
+    target = tmp_path / "longvideo" / "fifo_ltxv_00001_.mp4"
+    assert target.read_bytes() == b"file fifo_ltxv_00001_.mp4"
+    assert f"downloaded {target}" in capsys.readouterr().out
+
+
+def test_the_command_runs_on_a_python_without_site_packages(fake):
+    """python -S leaves out site-packages: no websocket-client, no ComfyUI dependency, as with any Python."""
+    assert subprocess.run([sys.executable, "-S", "-c", "import websocket"], capture_output=True).returncode != 0
+    result = subprocess.run([sys.executable, "-S", str(CLI), str(FIFO_LTXV), "--server", fake.url, *RUN_LIMIT],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NO_PROGRESS_NOTE in result.stdout
+    assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in result.stdout
