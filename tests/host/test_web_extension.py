@@ -50,6 +50,7 @@ RENDERERS = ("classic", "vue")
 # A first start opens the template browser over the canvas; the error overlay lists the models
 # the example workflows name, which the test host does not have.
 FRONTEND_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.RightSidePanel.ShowErrorsTab": False}
+VIEWPORT = {"width": 1400, "height": 1000}
 WAIT_MS = 30_000
 PAGE_LOAD_MS = 90_000
 PIP_DOWNLOAD_TIMEOUT_S = 600
@@ -156,7 +157,7 @@ class Editor:
                 field = widget.locator(f'[aria-label="{name}"] input[role="spinbutton"]')
                 field.fill(str(value))
                 field.press("Enter")
-            self.page.mouse.move(1, 1)  # no tooltip over the drawing
+            self.move_mouse_away()
         self.page.wait_for_function(
             """([id, name, value]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value === value""",
             arg=[node_id, name, value], timeout=WAIT_MS,
@@ -204,7 +205,7 @@ class Editor:
             )
         self.page.mouse.click(*title, button="right")
         self.page.get_by_text("Bypass", exact=True).click()
-        self.page.mouse.move(1, 1)
+        self.move_mouse_away()
         bypass_mode = 4  # LiteGraph's LGraphEventMode.BYPASS
         self.page.wait_for_function("([id, mode]) => app.graph.getNodeById(id).mode === mode", arg=[node_id, bypass_mode], timeout=WAIT_MS)
 
@@ -232,6 +233,10 @@ class Editor:
             }""",
             [node_id, LAYOUT_WIDGET],
         )
+
+    def move_mouse_away(self) -> None:
+        """To empty canvas at the bottom of the page: no tooltip or tab preview over what the test looks at."""
+        self.page.mouse.move(VIEWPORT["width"] / 2, VIEWPORT["height"] - 10)
 
     def next_frames(self) -> None:
         self.run("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
@@ -361,7 +366,7 @@ def editor(request, frontend_server, browser):
     renderer = request.param
     for key, value in {**FRONTEND_SETTINGS, "Comfy.VueNodes.Enabled": renderer == "vue"}.items():
         post_setting(server, key, value)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.add_init_script(EXTENSION_MESSAGES_SCRIPT)
