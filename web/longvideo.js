@@ -2,13 +2,19 @@
 // the current widget values give, and a filmstrip of the frames that leave it during a run.
 // The layout itself comes from the pack's GET /longvideo/layout (computed by the samplers' own
 // Python code); nothing of the schedules is re-implemented here.
+//
+// The drawing is a canvas widget, which both renderers show: the classic canvas calls its draw()
+// on every frame it paints, the Vue ("Nodes 2.0") renderer only when the widget is mounted or
+// resized, when a widget of the same node changes, and when the widget's triggerDraw() is called.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const QUEUE_SAMPLER = "LongVideoDiagonalQueueSampler";
 const WINDOW_SAMPLER = "LongVideoProgressiveARSampler";
 const FETCH_DELAY_MS = 150;
+const CHECK_INTERVAL_MS = 250;
 const FILMSTRIP_FRAMES = 6;
+const LAYOUT_WIDGET = "longvideo_layout";
 
 const MARGIN = 12;
 const HEADER = 16;
@@ -40,9 +46,10 @@ function inputNode(node, name) {
 // steps + 1 sigmas. A steps value that comes through a link is not known before the run.
 function schedulerSteps(node) {
   const scheduler = inputNode(node, "sigmas");
-  const stepsLinked = scheduler?.inputs?.some((input) => input.widget?.name === "steps" && input.link != null);
+  const stepsSlot = scheduler?.inputs?.findIndex((input) => input.widget?.name === "steps") ?? -1;
+  if (stepsSlot >= 0 && scheduler.isInputConnected(stepsSlot)) return null;
   const steps = widgetValue(scheduler, "steps");
-  return stepsLinked || typeof steps !== "number" ? null : steps;
+  return typeof steps === "number" ? steps : null;
 }
 
 // The option chain runs upstream from the sampler; like the Python nodes, the option node nearest
@@ -86,8 +93,10 @@ function layoutQuery(node) {
   return new URLSearchParams(query).toString();
 }
 
-// Called on every draw: the values can change on this node or on any node linked to it, and a
-// draw follows each such change, so comparing the query is the one place that sees them all.
+// Called on every draw and a few times a second: the values can change on this node or on any
+// node linked to it. The classic canvas draws after every change; the Vue renderer draws a node
+// only for changes on the node itself, and no event of either frontend follows every change on
+// the linked nodes (a value typed into a scheduler, a bypassed option node, a new link).
 function refreshLayout(node) {
   const query = layoutQuery(node);
   if (query === node.longVideoQuery) return;
@@ -107,7 +116,24 @@ async function fetchLayout(node, query) {
   if (query !== node.longVideoQuery) return; // a newer request is on its way
   node.longVideoLayout = layout;
   node.longVideoLayoutQuery = query;
-  node.setDirtyCanvas(true, true);
+  redraw(node);
+}
+
+function redraw(node) {
+  node.setDirtyCanvas(true, false);
+  layoutWidget(node)?.triggerDraw?.();
+}
+
+function layoutWidget(node) {
+  return node.widgets?.find((w) => w.name === LAYOUT_WIDGET);
+}
+
+function isSamplerType(type) {
+  return type === QUEUE_SAMPLER || type === WINDOW_SAMPLER;
+}
+
+function refreshShownSamplers() {
+  for (const node of (app.canvas?.graph ?? app.graph)?.nodes ?? []) if (isSamplerType(node.type)) refreshLayout(node);
 }
 
 function rgb(colour) {
@@ -190,7 +216,7 @@ function drawFilmstrip(ctx, node, x, y, width) {
   if (!frames.length) {
     ctx.fillStyle = "#888";
     ctx.textAlign = "center";
-    ctx.fillText("frames leaving the sampler appear here during a run", x + width / 2, y + FILMSTRIP / 2);
+    ctx.fillText("frames leaving the sampler appear here during a run", x + width / 2, y + FILMSTRIP / 2, width - 8);
     return;
   }
   const cell = width / FILMSTRIP_FRAMES;
@@ -222,7 +248,9 @@ function drawLayout(ctx, node, widgetWidth, top) {
     const what = layout.method === "diagonal_queue" ? "queue" : "window";
     const groups = new Set(layout.group.filter((g) => g >= 0)).size;
     const lookahead = layout.method === "diagonal_queue" && layout.context_slots ? ", lookahead" : "";
-    ctx.fillText(`${what}: ${layout.steps_left.length} slots, ${layout.levels} noise levels, ${groups} ${layout.group_name}s${lookahead}`, x, y);
+    // one-line texts are narrowed to the width rather than cut off (under the Vue renderer the
+    // widget is narrower than the node)
+    ctx.fillText(`${what}: ${layout.steps_left.length} slots, ${layout.levels} noise levels, ${groups} ${layout.group_name}s${lookahead}`, x, y, width);
     y = top + HEADER;
     const slotWidth = drawSlots(ctx, layout, x, y, width);
     y += BARS + GROUP_LABELS;
@@ -231,11 +259,11 @@ function drawLayout(ctx, node, widgetWidth, top) {
     ctx.font = "11px sans-serif";
     ctx.textAlign = "left";
     ctx.fillStyle = "#ccc";
-    ctx.fillText(formatCost(layout), x, y);
+    ctx.fillText(formatCost(layout), x, y, width);
     y += TEXT_LINE;
     const steps = layout.steps == null ? "not known (no steps widget on the linked scheduler)" : String(layout.steps);
     if (layout.steps_warning) ctx.fillStyle = "#ff7070";
-    ctx.fillText(`scheduler steps: ${steps}; needed: ${layout.steps_needed}`, x, y);
+    ctx.fillText(`scheduler steps: ${steps}; needed: ${layout.steps_needed}`, x, y, width);
     if (layout.steps_warning) {
       const lines = wrap(ctx, layout.steps_warning, width);
       if (lines.length > WARNING_LINES) lines.splice(WARNING_LINES - 1, Infinity, `${lines[WARNING_LINES - 1]}…`);
@@ -248,8 +276,8 @@ function drawLayout(ctx, node, widgetWidth, top) {
 
 function addLayoutWidget(node) {
   node.addCustomWidget({
-    name: "longvideo_layout",
-    type: "longvideo_layout",
+    name: LAYOUT_WIDGET,
+    type: LAYOUT_WIDGET,
     value: null,
     serialize: false,
     options: { serialize: false },
@@ -275,17 +303,19 @@ function nodeOfExecutionId(executionId) {
   return graph?.getNodeById(path[path.length - 1]);
 }
 
+// The preview's run is `jobId` in current frontends and `promptId` in older ones.
 function addPreview({ detail }) {
   const node = nodeOfExecutionId(detail.displayNodeId ?? detail.nodeId);
-  if (node?.type !== QUEUE_SAMPLER && node?.type !== WINDOW_SAMPLER) return;
-  if (node.longVideoPromptId !== detail.promptId) {
+  if (!isSamplerType(node?.type)) return;
+  const run = detail.jobId ?? detail.promptId;
+  if (!node.longVideoPreviews || node.longVideoPreviewRun !== run) {
     node.longVideoPreviews?.forEach((frame) => URL.revokeObjectURL(frame.image.src));
     node.longVideoPreviews = [];
     node.longVideoPreviewCount = 0;
-    node.longVideoPromptId = detail.promptId;
+    node.longVideoPreviewRun = run;
   }
   const image = new Image();
-  image.onload = () => node.setDirtyCanvas(true, false);
+  image.onload = () => redraw(node);
   image.src = URL.createObjectURL(detail.blob);
   node.longVideoPreviews.push({ image });
   node.longVideoPreviewCount += 1;
@@ -296,9 +326,10 @@ app.registerExtension({
   name: "ComfyUI-LongVideo.Layout",
   setup() {
     api.addEventListener("b_preview_with_metadata", addPreview);
+    setInterval(refreshShownSamplers, CHECK_INTERVAL_MS);
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== QUEUE_SAMPLER && nodeData.name !== WINDOW_SAMPLER) return;
+    if (!isSamplerType(nodeData.name)) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);

@@ -1,24 +1,36 @@
 """The editor extension (web/) in headless Chromium, against the real frontend that ComfyUI serves.
 
+Every editor test runs on two frontends, each in the classic canvas renderer and in the Vue
+"Nodes 2.0" renderer (setting Comfy.VueNodes.Enabled):
+- "pinned": the comfyui-frontend-package installed with the ComfyUI under test (its requirements
+  pin it);
+- CURRENT_FRONTEND, served with --front-end-root: the static/ folder of an unzipped
+  comfyui-frontend-package wheel of that version from $LONGVIDEO_FRONTEND_ROOT, or else
+  downloaded once with pip into pytest's cache.
+
 Needs Python playwright and a Chromium binary: $CHROMIUM_PATH, default /usr/bin/chromium (Debian's
 `chromium` package); playwright's own browser download is not used. Screenshots go to pytest's
 tmp dir and are copied to $LONGVIDEO_SCREENSHOTS_DIR (default: longvideo_web_screens in the
 system temp dir).
 """
+import importlib.metadata
 import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from comfy_host import PACK_DIR_NAME, PACK_ROOT
+from comfy_host import PACK_DIR_NAME, PACK_ROOT, ComfyServer
 from tiny_workflows import node_of_type, tiny_workflow
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -29,11 +41,22 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 EXTENSION_SCRIPT = f"/extensions/{PACK_DIR_NAME}/longvideo.js"
-# A first start opens the template browser over the canvas.
-FRONTEND_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+LAYOUT_WIDGET = "longvideo_layout"
+FILMSTRIP_HEIGHT = 56  # web/longvideo.js FILMSTRIP: the bottom of the layout area
+
+CURRENT_FRONTEND = "1.58.1"  # what users run in December 2026
+FRONTENDS = ("pinned", CURRENT_FRONTEND)
+RENDERERS = ("classic", "vue")
+# A first start opens the template browser over the canvas; the error overlay lists the models
+# the example workflows name, which the test host does not have.
+FRONTEND_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.RightSidePanel.ShowErrorsTab": False}
+VIEWPORT = {"width": 1400, "height": 1000}
 WAIT_MS = 30_000
+PAGE_LOAD_MS = 90_000
+PIP_DOWNLOAD_TIMEOUT_S = 600
 
 try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import sync_playwright
 except ImportError:
     sync_playwright = None
@@ -47,51 +70,176 @@ if sync_playwright is None or not CHROMIUM.is_file():
 
 from PIL import Image  # noqa: E402  (ComfyUI's requirement; only needed past the skip)
 
+# Runs in the page before the frontend. Keeps every warning and error logged with the extension's
+# script in its stack or in the stack of an error it logs: the frontend logs deprecated API use
+# (input.link, ...) and errors thrown in event listeners from its own code, so the console
+# message's location is never the extension.
+EXTENSION_MESSAGES_SCRIPT = """
+(() => {
+  const script = %s;
+  Error.stackTraceLimit = 100;
+  window.longVideoExtensionMessages = [];
+  for (const level of ["warn", "error"]) {
+    const log = console[level];
+    console[level] = function (...args) {
+      const stacks = [new Error().stack, ...args.map((arg) => arg?.stack ?? "")].join("\\n");
+      if (stacks.includes(script)) window.longVideoExtensionMessages.push(`${level}: ${args.map(String).join(" ")}\\n${stacks}`);
+      return log.apply(this, args);
+    };
+  }
+})();
+""" % json.dumps(EXTENSION_SCRIPT)
+
 
 class Editor:
-    """One browser page on the frontend, with every console error and uncaught exception kept."""
+    """One browser page on the frontend in one renderer, with every console problem kept."""
 
-    def __init__(self, page, server):
+    def __init__(self, page, server, frontend_version: str, renderer: str):
         self.page, self.server = page, server
+        self.frontend_version, self.renderer = frontend_version, renderer
         self.errors: list[str] = []
         page.on("console", lambda message: message.type == "error" and self.errors.append(
             f"console: {message.text} at {message.location.get('url')}:{message.location.get('lineNumber')}"))
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error.message}\n{error.stack}"))
 
-    def extension_errors(self) -> list[str]:
-        return [error for error in self.errors if EXTENSION_SCRIPT in error or "longvideo" in error.lower()]
+    @property
+    def name(self) -> str:
+        return f"{self.frontend_version}_{self.renderer}"
+
+    def extension_problems(self) -> list[str]:
+        """Errors and warnings that come from the extension."""
+        errors = [error for error in self.errors if EXTENSION_SCRIPT in error or "longvideo" in error.lower()]
+        return errors + self.page.evaluate("() => window.longVideoExtensionMessages")
+
+    def run(self, function: str, arg=None, timeout_ms: int = WAIT_MS):
+        """The value of an async page function, within timeout_ms (Playwright's evaluate has no deadline)."""
+        self.page.evaluate(
+            f"""(arg) => {{
+                window.longVideoTestCall = null;
+                Promise.resolve().then(() => ({function})(arg)).then(
+                    (value) => {{ window.longVideoTestCall = {{ value: value ?? null }}; }},
+                    (error) => {{ window.longVideoTestCall = {{ error: String(error?.stack ?? error) }}; }});
+            }}""",
+            arg,
+        )
+        result = self.page.wait_for_function("() => window.longVideoTestCall", timeout=timeout_ms).json_value()
+        assert "error" not in result, result["error"]
+        return result["value"]
 
     def load_workflow(self, name: str) -> None:
         workflow = json.loads((PACK_ROOT / "example_workflows" / f"{name}.json").read_text())
-        self.page.evaluate("async (workflow) => { await app.loadGraphData(workflow); }", workflow)
+        self.run("(workflow) => app.loadGraphData(workflow)", workflow)
+        self.next_frames()
 
     def set_widget(self, node_id: int, name: str, value) -> None:
-        """Change a widget the way a click or an edit in the editor does (setValue runs its callback)."""
-        self.page.evaluate(
-            """([id, name, value]) => {
-                const node = app.graph.getNodeById(id);
-                node.widgets.find((w) => w.name === name).setValue(value, { node, canvas: app.canvas });
-                app.canvas.setDirty(true, true);
-            }""",
-            [node_id, name, value],
+        """Change a widget as a user does: a click or an edit on the canvas (classic), in the node's form (Vue)."""
+        if self.renderer == "classic":
+            # what the canvas does on a click or an edit: setValue runs the widget's callback
+            self.page.evaluate(
+                """([id, name, value]) => {
+                    const node = app.graph.getNodeById(id);
+                    node.widgets.find((w) => w.name === name).setValue(value, { node, canvas: app.canvas });
+                    app.canvas.setDirty(true, true);
+                }""",
+                [node_id, name, value],
+            )
+        else:
+            self.show(node_id)
+            widget = self.page.locator(f'[data-node-id="{node_id}"]')
+            if isinstance(value, bool):
+                switch = widget.locator(f'[role="switch"][aria-label="{name}"]')
+                if (switch.get_attribute("aria-checked") == "true") != value:
+                    switch.click()
+            elif isinstance(value, str):
+                widget.locator(f'[role="combobox"][aria-label="{name}"]').click()
+                self.page.get_by_role("option", name=value, exact=True).click()
+            else:
+                field = widget.locator(f'[aria-label="{name}"] input[role="spinbutton"]')
+                field.fill(str(value))
+                field.press("Enter")
+            self.move_mouse_away()
+        self.page.wait_for_function(
+            """([id, name, value]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value === value""",
+            arg=[node_id, name, value], timeout=WAIT_MS,
         )
 
-    def layout(self, node_id: int) -> dict:
-        """The layout drawn on the node, once the one for the current widget values has arrived."""
-        # the node reads its values when it is drawn: let a frame pass after any change
+    def layout(self, node_id: int, **expected_query) -> dict:
+        """The layout drawn on the node, once the one for expected_query has arrived and is drawn.
+
+        expected_query names the query values an edit just changed: the sampler reads values on
+        linked nodes a moment later, so the layout for the values before the edit may still be there.
+        """
+        self.show(node_id)
+        expected = {name: str(value) for name, value in expected_query.items()}
+        try:
+            self.page.wait_for_function(
+                """([id, expected]) => {
+                    const node = app.graph.getNodeById(id);
+                    const query = new URLSearchParams(node.longVideoQuery ?? "");
+                    return node.longVideoQuery && node.longVideoLayoutQuery === node.longVideoQuery
+                        && Object.entries(expected).every(([name, value]) => query.get(name) === value);
+                }""",
+                arg=[node_id, expected], timeout=WAIT_MS,
+            )
+        except PlaywrightTimeoutError:
+            pytest.fail(f"no layout for {expected} within {WAIT_MS} ms; the node's query: {self.query(node_id)}")
         self.next_frames()
-        self.page.wait_for_function(
-            """(id) => {
-                const node = app.graph.getNodeById(id);
-                return node.longVideoQuery && node.longVideoLayoutQuery === node.longVideoQuery;
-            }""",
-            arg=node_id, timeout=WAIT_MS,
-        )
-        self.next_frames()  # and one that draws what arrived
+        assert self.redraw_changes(node_id) == 0, "the drawing on screen is not the one for the current values"
         return self.page.evaluate("(id) => app.graph.getNodeById(id).longVideoLayout", node_id)
 
+    def bypass(self, node_id: int) -> None:
+        """Bypass a node with its context menu's "Bypass"."""
+        self.show(node_id)
+        if self.renderer == "vue":
+            box = self.page.locator(f'[data-node-id="{node_id}"]').bounding_box()
+            title = (box["x"] + box["width"] / 2, box["y"] + 10)
+        else:
+            title = self.page.evaluate(
+                """(id) => {
+                    const node = app.graph.getNodeById(id);
+                    const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] + node.size[0] / 2, node.pos[1] - LiteGraph.NODE_TITLE_HEIGHT / 2]);
+                    const canvas = app.canvas.canvas.getBoundingClientRect();
+                    return [canvas.left + x, canvas.top + y];
+                }""",
+                node_id,
+            )
+        self.page.mouse.click(*title, button="right")
+        self.page.get_by_text("Bypass", exact=True).click()
+        self.move_mouse_away()
+        bypass_mode = 4  # LiteGraph's LGraphEventMode.BYPASS
+        self.page.wait_for_function("([id, mode]) => app.graph.getNodeById(id).mode === mode", arg=[node_id, bypass_mode], timeout=WAIT_MS)
+
+    def redraw_changes(self, node_id: int) -> int:
+        """Pixels of the node's layout area that change when it is drawn anew: 0 when what is shown is current."""
+        if self.renderer == "classic":
+            before = self.drawing(node_id)
+            self.page.evaluate("() => app.canvas.setDirty(true, true)")
+            self.next_frames()
+            return changed_pixels(before, self.drawing(node_id))
+        return self.page.evaluate(
+            """([id, widgetName]) => {
+                const canvas = document.querySelector(`[data-node-id="${id}"] canvas`);
+                const widget = app.graph.getNodeById(id).widgets.find((w) => w.name === widgetName);
+                const pixels = () => canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+                const before = pixels();
+                widget.triggerDraw();
+                const after = pixels();
+                if (before.length !== after.length) return before.length / 4;
+                let changed = 0;
+                for (let i = 0; i < before.length; i += 4) {
+                    if (before[i] !== after[i] || before[i + 1] !== after[i + 1] || before[i + 2] !== after[i + 2] || before[i + 3] !== after[i + 3]) changed++;
+                }
+                return changed;
+            }""",
+            [node_id, LAYOUT_WIDGET],
+        )
+
+    def move_mouse_away(self) -> None:
+        """To empty canvas at the bottom of the page: no tooltip or tab preview over what the test looks at."""
+        self.page.mouse.move(VIEWPORT["width"] / 2, VIEWPORT["height"] - 10)
+
     def next_frames(self) -> None:
-        self.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        self.run("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
     def query(self, node_id: int) -> dict:
         return dict(urllib.parse.parse_qsl(self.page.evaluate("(id) => app.graph.getNodeById(id).longVideoQuery", node_id)))
@@ -106,25 +254,32 @@ class Editor:
             }""",
             node_id,
         )
+        self.next_frames()
 
     def drawing(self, node_id: int, part: str = "all") -> Image.Image:
-        """Pixels of the node's layout area ("all"), or of its filmstrip at the bottom ("filmstrip")."""
+        """Pixels of the node's layout area on screen ("all"), or of its filmstrip at the bottom ("filmstrip")."""
         box = self.page.evaluate(
-            """([id, part]) => {
+            """([id, renderer, widgetName]) => {
                 const node = app.graph.getNodeById(id);
-                const widget = node.widgets.find((w) => w.name === "longvideo_layout");
+                const widget = node.widgets.find((w) => w.name === widgetName);
                 const height = widget.computeSize(node.size[0])[1];
-                const top = part === "filmstrip" ? widget.last_y + height - 56 : widget.last_y;
-                const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0], node.pos[1] + top]);
+                if (renderer === "vue") {
+                    // the widget's own canvas, drawn from 1 px below its top
+                    const shown = document.querySelector(`[data-node-id="${id}"] canvas`).getBoundingClientRect();
+                    return { x: shown.left, y: shown.top + 1, width: shown.width, height };
+                }
+                const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0], node.pos[1] + widget.last_y]);
                 const canvas = app.canvas.canvas.getBoundingClientRect();
-                return { x: canvas.left + x, y: canvas.top + y, width: node.size[0], height: part === "filmstrip" ? 56 : height };
+                return { x: canvas.left + x, y: canvas.top + y, width: node.size[0], height };
             }""",
-            [node_id, part],
+            [node_id, self.renderer, LAYOUT_WIDGET],
         )
+        if part == "filmstrip":
+            box = {**box, "y": box["y"] + box["height"] - FILMSTRIP_HEIGHT, "height": FILMSTRIP_HEIGHT}
         return Image.open(io.BytesIO(self.page.screenshot(clip=box))).convert("RGB")
 
     def screenshot(self, tmp_path: Path, name: str) -> Path:
-        path = tmp_path / f"{name}.png"
+        path = tmp_path / f"{name}_{self.name}.png"
         self.page.screenshot(path=str(path))
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, SCREENSHOTS / path.name)
@@ -153,28 +308,88 @@ def get_layout(server, **query) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
+def download_frontend(version: str, folder: Path) -> Path:
+    """The static/ folder of comfyui-frontend-package==version, fetched with pip and unzipped into folder."""
+    static = folder / "static"
+    if (static / "index.html").is_file():
+        return static
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+            "--dest", work, f"comfyui-frontend-package=={version}"]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=PIP_DOWNLOAD_TIMEOUT_S)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            pytest.fail(
+                f"pip could not download comfyui-frontend-package=={version} ({error}):\n{error.stderr}\n"
+                f"Set LONGVIDEO_FRONTEND_ROOT to the static/ folder of an unzipped wheel of that version.")
+        [wheel] = Path(work).glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(work, [name for name in archive.namelist() if name.startswith("comfyui_frontend_package/static/")])
+        # moved in whole, so an interrupted download never leaves a partial frontend behind
+        os.replace(Path(work) / "comfyui_frontend_package" / "static", static)
+    return static
+
+
+@pytest.fixture(scope="session")
+def current_frontend_root(request, tmp_path_factory) -> Path:
+    if os.environ.get("LONGVIDEO_FRONTEND_ROOT"):
+        return Path(os.environ["LONGVIDEO_FRONTEND_ROOT"])
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir(f"longvideo_frontend_{CURRENT_FRONTEND}") if cache else tmp_path_factory.mktemp("frontend")
+    return download_frontend(CURRENT_FRONTEND, folder)
+
+
+@pytest.fixture(scope="module", params=FRONTENDS, ids=lambda frontend: f"frontend-{frontend}")
+def frontend_server(request, comfyui_dir, tiny_models_dir):
+    """(server, frontend version it serves)."""
+    if request.param == "pinned":
+        # the server runs in this Python environment, with the frontend package installed here
+        yield request.getfixturevalue("comfy_server"), importlib.metadata.version("comfyui-frontend-package")
+        return
+    root = request.getfixturevalue("current_frontend_root")
+    with ComfyServer(comfyui_dir, models_source=tiny_models_dir, extra_args=("--front-end-root", str(root))) as server:
+        yield server, CURRENT_FRONTEND
+
+
 @pytest.fixture(scope="module")
-def editor(comfy_server):
-    for key, value in FRONTEND_SETTINGS.items():
-        post_setting(comfy_server, key, value)
+def browser():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
-        editor = Editor(page, comfy_server)
-        page.goto(comfy_server.url)
-        page.wait_for_function("() => window.app?.graph && app.extensions?.length", timeout=60_000)
-        yield editor
-        others = [error for error in editor.errors if error not in editor.extension_errors()]
-        print(f"\n{len(others)} console errors from the frontend itself (not the extension):", *others, sep="\n  ")
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=PAGE_LOAD_MS)
+        yield browser
         browser.close()
 
 
+@pytest.fixture(scope="module", params=RENDERERS)
+def editor(request, frontend_server, browser):
+    server, frontend_version = frontend_server
+    renderer = request.param
+    for key, value in {**FRONTEND_SETTINGS, "Comfy.VueNodes.Enabled": renderer == "vue"}.items():
+        post_setting(server, key, value)
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.add_init_script(EXTENSION_MESSAGES_SCRIPT)
+    editor = Editor(page, server, frontend_version, renderer)
+    page.goto(server.url, timeout=PAGE_LOAD_MS)
+    page.wait_for_function("() => window.app?.graph && app.extensions?.length", timeout=PAGE_LOAD_MS)
+    # the frontend logs each deprecated use once per page; its own uses must not hide the extension's
+    page.evaluate("() => { LiteGraph.alwaysRepeatWarnings = true; }")
+    yield editor
+    problems = editor.extension_problems()
+    others = [error for error in editor.errors if error not in problems]
+    print(f"\n{len(others)} console errors from the frontend itself (not the extension):", *others, sep="\n  ")
+    context.close()
+
+
 def test_extension_is_served_and_registers_without_errors(editor):
+    assert editor.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == editor.frontend_version
     editor.page.wait_for_function(
         "() => app.extensions.some((e) => e.name === 'ComfyUI-LongVideo.Layout')", timeout=WAIT_MS)
+    assert editor.page.evaluate("() => app.ui.settings.getSettingValue('Comfy.VueNodes.Enabled')") == (editor.renderer == "vue")
     with urllib.request.urlopen(editor.server.url + EXTENSION_SCRIPT, timeout=30) as answer:
         assert answer.status == 200
-    assert editor.extension_errors() == []
+    assert editor.extension_problems() == []
 
 
 def test_layout_route_answers_with_the_samplers_layout_or_its_error(comfy_server):
@@ -196,7 +411,6 @@ def test_layout_route_answers_with_the_samplers_layout_or_its_error(comfy_server
 def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     # fifo_ltxv: sampler 11 (window 13), Latent Partition 9 (2), Lookahead 10 (on), LTXV Scheduler 8 (26 steps)
     editor.load_workflow("fifo_ltxv")
-    editor.show(11)
     layout = editor.layout(11)
     assert editor.query(11) == {
         "length": "48", "method": "diagonal_queue", "window": "13", "start": "sample a first clip", "partitions": "2", "lookahead": "true", "steps": "26"}
@@ -205,7 +419,7 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     editor.screenshot(tmp_path, "queue_window13_partitions2_lookahead")
 
     editor.set_widget(11, "window", 8)
-    layout = editor.layout(11)
+    layout = editor.layout(11, window=8)
     assert (layout["levels"], layout["context_slots"], len(layout["steps_left"])) == (16, 4, 20)
     assert "Set the scheduler's steps to 16" in layout["steps_warning"]
     with_warning = editor.drawing(11)
@@ -213,19 +427,19 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     editor.screenshot(tmp_path, "queue_steps_warning")
 
     editor.set_widget(9, "partitions", 3)
-    layout = editor.layout(11)
+    layout = editor.layout(11, partitions=3)
     assert (layout["levels"], max(layout["group"]), len(layout["windows"])) == (24, 2, 6)
     three_partitions = editor.drawing(11)
     assert changed_pixels(with_warning, three_partitions) > 200
 
     # values the sampler refuses are drawn as its error message
     editor.set_widget(11, "window", 1)
-    assert "needs a window of at least 2" in editor.layout(11)["error"]
+    assert "needs a window of at least 2" in editor.layout(11, window=1)["error"]
     editor.set_widget(11, "window", 8)
-    assert editor.layout(11)["levels"] == 24
+    assert editor.layout(11, window=8)["levels"] == 24
 
     editor.set_widget(10, "enabled", False)
-    layout = editor.layout(11)
+    layout = editor.layout(11, lookahead="false")
     assert (layout["context_slots"], len(layout["windows"]), layout["calls_per_frame"]) == (0, 3, 3)
     without_lookahead = editor.drawing(11)
     assert changed_pixels(three_partitions, without_lookahead) > 200
@@ -233,20 +447,28 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     # the run's cost is only known when the sampler makes its own first clip
     assert layout["run_calls"] > 0
     editor.set_widget(11, "start", "continue the input latent")
-    assert editor.layout(11)["run_calls"] is None
+    assert editor.layout(11, start="continue the input latent")["run_calls"] is None
 
     editor.set_widget(8, "steps", 24)
-    layout = editor.layout(11)
+    layout = editor.layout(11, steps=24)
     assert layout["steps_warning"] is None and layout["steps"] == 24
-    assert changed_pixels(without_lookahead, editor.drawing(11)) > 100
+    window8_partitions3 = editor.drawing(11)
+    assert changed_pixels(without_lookahead, window8_partitions3) > 100
     editor.screenshot(tmp_path, "queue_window8_partitions3")
-    assert editor.extension_errors() == []
+
+    # a bypassed option node is left out of the chain: one partition of 8 levels
+    editor.bypass(9)
+    layout = editor.layout(11, partitions=1)
+    assert (layout["levels"], max(layout["group"])) == (8, 0)
+    assert "Set the scheduler's steps to 8" in layout["steps_warning"]
+    assert changed_pixels(window8_partitions3, editor.drawing(11)) > 200
+    editor.screenshot(tmp_path, "queue_partition_bypassed")
+    assert editor.extension_problems() == []
 
 
 def test_window_drawing_follows_the_sampler_widgets(editor, tmp_path):
     # pavdm_ltxv: sampler 11 (chunk 3, window_chunks 3), LTXV Scheduler 8 (18 steps)
     editor.load_workflow("pavdm_ltxv")
-    editor.show(11)
     layout = editor.layout(11)
     assert editor.query(11) == {"length": "48", "method": "progressive_ar", "chunk_size": "3", "window_chunks": "3", "steps": "18"}
     # behind the clean chunk, chunks at 6, 12 and 18 of 18 steps left; 2 calls per output frame
@@ -256,7 +478,7 @@ def test_window_drawing_follows_the_sampler_widgets(editor, tmp_path):
     editor.screenshot(tmp_path, "window_chunks3")
 
     editor.set_widget(11, "window_chunks", 4)
-    layout = editor.layout(11)
+    layout = editor.layout(11, window_chunks=4)
     assert "must be a multiple of 4" in layout["steps_warning"]
     assert layout["levels"] == 12  # drawn for PA-VDM's own setting while the steps do not fit
     with_warning = editor.drawing(11)
@@ -264,44 +486,88 @@ def test_window_drawing_follows_the_sampler_widgets(editor, tmp_path):
     editor.screenshot(tmp_path, "window_steps_warning")
 
     editor.set_widget(11, "chunk_size", 2)
-    layout = editor.layout(11)
+    layout = editor.layout(11, chunk_size=2)
     assert len(layout["steps_left"]) == 2 * 5
     assert changed_pixels(with_warning, editor.drawing(11)) > 200
-    assert editor.extension_errors() == []
+
+    # the scheduler is a linked node: 20 steps fit 4 chunks again
+    editor.set_widget(8, "steps", 20)
+    layout = editor.layout(11, steps=20)
+    assert (layout["steps"], layout["steps_warning"], layout["levels"]) == (20, None, 20)
+    assert editor.extension_problems() == []
 
 
 @pytest.mark.parametrize("workflow", ["fifo_ltxv", "pavdm_ltxv"])
-def test_filmstrip_shows_the_frames_that_leave_the_sampler(editor, comfy_server, tiny_model_names, tmp_path, workflow):
+def test_filmstrip_shows_the_frames_that_leave_the_sampler(editor, tiny_model_names, tmp_path, workflow):
     # The tiny API twin keeps the editor workflow's node ids, so its previews land on the node on screen.
     prompt = tiny_workflow(workflow, tiny_model_names, length=6)
-    sampler = int(node_of_type(prompt, "LongVideoDiagonalQueueSampler" if workflow.startswith("fifo") else "LongVideoProgressiveARSampler"))
-    editor.load_workflow(workflow)
-    editor.show(sampler)
-    editor.layout(sampler)
-    empty = editor.drawing(sampler, "filmstrip")
-    answer = editor.page.evaluate(
-        """async (prompt) => await window.comfyAPI.api.api.queuePrompt(0, { output: prompt, workflow: app.graph.serialize() }, { previewMethod: "latent2rgb" })""",
-        prompt,
-    )
-    entry = comfy_server.wait(answer["prompt_id"], timeout=300)
-    assert entry["status"]["status_str"] == "success", entry["status"]
+    sampler = node_of_type(prompt, "LongVideoDiagonalQueueSampler" if workflow.startswith("fifo") else "LongVideoProgressiveARSampler")
     # the queue sends one preview per output frame; the window one per finished chunk of 2 frames
     expected = 6 if workflow.startswith("fifo") else 3
-    editor.page.wait_for_function(
-        """([id, expected]) => {
-            const node = app.graph.getNodeById(id);
-            return node.longVideoPreviewCount === expected && node.longVideoPreviews.every((f) => f.image.complete && f.image.naturalWidth > 0);
-        }""",
-        arg=[sampler, expected], timeout=WAIT_MS,
-    )
-    editor.show(sampler)
-    editor.layout(sampler)
-    assert changed_pixels(empty, editor.drawing(sampler, "filmstrip")) > 100
+    editor.load_workflow(workflow)
+    editor.layout(int(sampler))
+    empty = editor.drawing(int(sampler), "filmstrip")
+
+    first_run = run_and_wait_for_filmstrip(editor, prompt, int(sampler), expected, earlier_frames=[])
+    editor.layout(int(sampler))
+    first_filmstrip = editor.drawing(int(sampler), "filmstrip")
+    assert changed_pixels(empty, first_filmstrip) > 100
     editor.screenshot(tmp_path, f"filmstrip_{workflow}")
-    assert editor.extension_errors() == []
+
+    # a new run (another seed, so ComfyUI does not answer from its cache) starts a new filmstrip
+    prompt[sampler]["inputs"]["seed"] += 1
+    run_and_wait_for_filmstrip(editor, prompt, int(sampler), expected, earlier_frames=first_run)
+    editor.layout(int(sampler))
+    assert changed_pixels(first_filmstrip, editor.drawing(int(sampler), "filmstrip")) > 100
+    assert editor.extension_problems() == []
+
+
+def run_and_wait_for_filmstrip(editor, prompt: dict, sampler: int, expected: int, earlier_frames: list[str]) -> list[str]:
+    """Queues the prompt from the page and waits for the sampler's filmstrip to hold its `expected` frames, none
+    of them from earlier_frames; returns the frames' URLs."""
+    answer = editor.run(
+        """(prompt) => window.comfyAPI.api.api.queuePrompt(0, { output: prompt, workflow: app.graph.serialize() }, { previewMethod: "latent2rgb" })""",
+        prompt,
+    )
+    entry = editor.server.wait(answer["prompt_id"], timeout=300)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    filmstrip = """([id]) => {
+        const node = app.graph.getNodeById(id);
+        return { count: node.longVideoPreviewCount, frames: (node.longVideoPreviews ?? []).map((f) => f.image.src),
+                 loaded: (node.longVideoPreviews ?? []).every((f) => f.image.complete && f.image.naturalWidth > 0) };
+    }"""
+    try:
+        editor.page.wait_for_function(
+            f"""([id, expected, earlier]) => {{
+                const {{ count, frames, loaded }} = ({filmstrip})([id]);
+                return count === expected && loaded && frames.every((frame) => !earlier.includes(frame));
+            }}""",
+            arg=[sampler, expected, earlier_frames], timeout=WAIT_MS,
+        )
+    except PlaywrightTimeoutError:
+        pytest.fail(f"the filmstrip did not get the run's {expected} frames: {editor.page.evaluate(filmstrip, [sampler])}")
+    return editor.page.evaluate(filmstrip, [sampler])["frames"]
 
 
 EXAMPLES = sorted(p.stem for p in (PACK_ROOT / "example_workflows").glob("*.json"))
+
+
+def declared_inputs(schema: dict, values: dict, prefix: str = "") -> set[str]:
+    """Names of the inputs a node declares for these input values (its /object_info "input").
+
+    A dynamic combo (COMFY_DYNAMICCOMBO_V3) declares, besides itself, the inputs of the option its
+    value selects, named "<combo>.<input>" (nested combos add more levels).
+    """
+    names = set()
+    for kind in ("required", "optional"):
+        for name, (input_type, *options) in schema.get(kind, {}).items():
+            full_name = prefix + name
+            names.add(full_name)
+            if input_type == "COMFY_DYNAMICCOMBO_V3" and full_name in values:
+                for option in options[0]["options"]:
+                    if option["key"] == values[full_name]:
+                        names |= declared_inputs(option["inputs"], values, f"{full_name}.")
+    return names
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -312,7 +578,7 @@ def test_example_workflow_opens_in_the_editor_and_queues_its_api_twin(editor, na
     Any's preview text) to what it queues, and the server ignores them.
     """
     editor.load_workflow(name)
-    opened = editor.page.evaluate(
+    opened = editor.run(
         """async () => {
             const missing = app.graph.nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
             const { output } = await app.graphToPrompt();
@@ -323,10 +589,9 @@ def test_example_workflow_opens_in_the_editor_and_queues_its_api_twin(editor, na
     object_info = editor.server.object_info()
 
     def declared(node):
-        inputs = object_info[node["class_type"]]["input"]
-        names = {**inputs.get("required", {}), **inputs.get("optional", {})}
+        names = declared_inputs(object_info[node["class_type"]]["input"], node["inputs"])
         return {"class_type": node["class_type"], "inputs": {k: v for k, v in node["inputs"].items() if k in names}}
 
     assert {i: declared(n) for i, n in opened["output"].items()} == {i: declared(n) for i, n in api.items()}
     assert all(declared(n) == {"class_type": n["class_type"], "inputs": n["inputs"]} for n in api.values())
-    assert editor.extension_errors() == []
+    assert editor.extension_problems() == []
