@@ -289,7 +289,7 @@ def _run_ahead(experts, queue, split, calls, enqueues, now, nxt, space, eta, gen
         states.append(generator.get_state() if eta > 0 else None)
         noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue)
         noisy = _advance(experts, iteration_calls, noisy, now, nxt, space, eta, noise)
-        crossing.append(noisy[:, :, split : split + 1])
+        crossing.append(noisy[:, :, split : split + 1].clone())  # a copy: a view would keep the whole queue alive
         noisy = torch.cat([noisy[:, :, 1:], *tail], dim=FRAME_DIM)
     replay = torch.Generator(device=generator.device) if eta > 0 else None
     clean = queue[:, :, :split]
