@@ -33,7 +33,7 @@ HOST_TESTS_DIR = Path(__file__).resolve().parent
 PACK_ROOT = HOST_TESTS_DIR.parents[1]
 PACK_DIR_NAME = "ComfyUI-LongVideo"
 TEST_NODES_MODULE = HOST_TESTS_DIR / "custom_nodes_for_tests" / "longvideo_test_nodes.py"
-MINIMUM_COMFYUI_VERSION = (0, 8, 0)
+MINIMUM_COMFYUI_VERSION = (0, 33, 0)
 
 USUAL_COMFYUI_LOCATIONS = (
     Path.home() / "ComfyUI",
@@ -44,8 +44,8 @@ USUAL_COMFYUI_LOCATIONS = (
 
 SKIP_REASON = (
     "ComfyUI was not found (looked at $COMFYUI_PATH, ~/ComfyUI, ~/comfy/ComfyUI, "
-    "~/Documents/ComfyUI and /opt/ComfyUI): set COMFYUI_PATH to a ComfyUI checkout (>= 0.8.0) "
-    "to run the host tests."
+    "~/Documents/ComfyUI and /opt/ComfyUI): set COMFYUI_PATH to a ComfyUI checkout "
+    f"(>= {'.'.join(map(str, MINIMUM_COMFYUI_VERSION))}) to run the host tests."
 )
 
 TINY_MODEL_FILES = tiny_models.TINY_MODEL_FILES
@@ -184,8 +184,9 @@ class InProcessComfy:
         self.pack_nodes = self._load_custom_node(PACK_ROOT, ignore=builtin_nodes)
         self.test_nodes = self._load_custom_node(TEST_NODES_MODULE, ignore=builtin_nodes)
         self._server = _SilentServer()
+        # the keys main.py passes; the executor reads "ram" and "ram_inactive" on every prompt
         self._executor = execution.PromptExecutor(
-            self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+            self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
     @property
     def output_dir(self) -> Path:
@@ -215,7 +216,8 @@ class InProcessComfy:
 
     def node_output(self, node_id: str, index: int = 0):
         """The value of output `index` of a node of the last prompt (e.g. the LATENT of a KSampler)."""
-        entry = self._executor.caches.outputs.get(str(node_id))
+        # get() is a coroutine that may also ask external cache providers; get_local() reads this process's cache
+        entry = self._executor.caches.outputs.get_local(str(node_id))
         if entry is None:
             raise KeyError(f"node {node_id} has no cached output")
         return entry.outputs[index][0]

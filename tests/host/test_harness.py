@@ -158,7 +158,7 @@ def test_server_runs_a_wan22_5b_workflow_to_an_animated_webp(comfy_server, tiny_
 
 
 def test_server_rejects_an_invalid_prompt_with_comfyui_error_text(comfy_server):
-    with pytest.raises(AssertionError, match="does not exist"):
+    with pytest.raises(AssertionError, match="'NoSuchNode' not found"):
         comfy_server.queue({"1": {"class_type": "NoSuchNode", "inputs": {}}})
 
 
