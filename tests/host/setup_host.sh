@@ -122,8 +122,17 @@ if [ "$frontend_version" != "none" ]; then
   fi
 fi
 
-# what ComfyUI imports at start-up (torchvision, and torchaudio from 0.33 on) must import with this torch
-(cd "$src" && "$py" -c 'import comfy.sd' >&2) || { echo "ComfyUI's comfy.sd does not import with $py" >&2; exit 1; }
+# ComfyUI must start with this Python (it imports torchvision, and torchaudio from 0.33 on)
+say "starting ComfyUI once"
+check_dir=$(mktemp -d)
+mkdir "$check_dir/custom_nodes"
+if ! (cd "$src" && timeout 300 "$py" main.py --cpu --quick-test-for-ci --disable-api-nodes --base-directory "$check_dir" \
+        --database-url "sqlite:///$check_dir/comfyui.db" > "$check_dir/log" 2>&1); then
+  tail -n 30 "$check_dir/log" >&2
+  echo "ComfyUI in $src does not start with $py" >&2
+  exit 1
+fi
+rm -rf "$check_dir"
 {
   echo "COMFYUI_PATH=$src"
   echo "COMFY_PYTHON=$py"
