@@ -45,7 +45,7 @@ USUAL_COMFYUI_LOCATIONS = (
 SKIP_REASON = (
     "ComfyUI was not found (looked at $COMFYUI_PATH, ~/ComfyUI, ~/comfy/ComfyUI, "
     "~/Documents/ComfyUI and /opt/ComfyUI): set COMFYUI_PATH to a ComfyUI checkout "
-    f"(>= {'.'.join(map(str, MINIMUM_COMFYUI_VERSION))}) to run the host tests."
+    f"(>= {'.'.join(map(str, MINIMUM_COMFYUI_VERSION))}; older ones are passed over) to run the host tests."
 )
 
 TINY_MODEL_FILES = tiny_models.TINY_MODEL_FILES
