@@ -378,6 +378,10 @@ class ComfyServer:
         """Ids of the prompts executing right now (GET /queue)."""
         return [item[1] for item in self._get_json("/queue")["queue_running"]]
 
+    def pending_prompt_ids(self) -> list[str]:
+        """Ids of the prompts waiting in the queue (GET /queue)."""
+        return [item[1] for item in self._get_json("/queue")["queue_pending"]]
+
     def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
         """Poll /history until the prompt is done; returns its history entry (with "status")."""
         deadline = time.monotonic() + timeout
@@ -398,6 +402,20 @@ class ComfyServer:
 
     def interrupt(self) -> None:
         self._post_json("/interrupt", {})
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Drop waiting prompts and interrupt running ones until the server is idle.
+
+        A test that failed or timed out can leave a long prompt behind; every later test on this
+        server would queue behind it.
+        """
+        self._post_json("/queue", {"clear": True})
+        deadline = time.monotonic() + timeout
+        while self.running_prompt_ids():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ComfyUI is still running a prompt {timeout} s after the interrupt\n{self._log_tail()}")
+            self.interrupt()
+            time.sleep(0.2)
 
     def _command(self) -> list[str]:
         return [

@@ -168,6 +168,22 @@ def test_server_interrupt_stops_a_running_prompt(comfy_server, tiny_model_names)
     assert "execution_interrupted" in [event for event, _data in history["status"]["messages"]]
 
 
+def test_settle_drops_waiting_prompts_and_stops_the_running_one(comfy_server, tiny_model_names):
+    # what a test that fails or times out leaves behind on the shared server
+    prompt = wan22_5b_prompt(tiny_model_names)
+    prompt["5"]["inputs"]["steps"] = 10_000
+    running = comfy_server.queue(prompt)
+    prompt["5"]["inputs"]["seed"] = 1
+    waiting = comfy_server.queue(prompt)
+    wait_until(lambda: running in comfy_server.running_prompt_ids(), timeout=60)
+
+    comfy_server.settle()
+
+    assert comfy_server.running_prompt_ids() == []
+    assert "execution_interrupted" in [event for event, _data in comfy_server.wait(running, timeout=10)["status"]["messages"]]
+    assert waiting not in comfy_server.pending_prompt_ids() and comfy_server.pending_prompt_ids() == []
+
+
 def wait_until(condition, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
