@@ -48,11 +48,11 @@ class ImageToVideo:
 
 
 def _ltxv(positive, negative, vae, guide, width, height, length, clip_vision):
-    return LTXVImgToVideo.execute(positive, negative, guide, vae, width, height, length, 1, 1.0).result
+    return LTXVImgToVideo.execute(positive=positive, negative=negative, image=guide, vae=vae, width=width, height=height, length=length, batch_size=1, strength=1.0).result
 
 
 def _wan22_5b(positive, negative, vae, guide, width, height, length, clip_vision):
-    (latent,) = Wan22ImageToVideoLatent.execute(vae, width, height, length, 1, start_image=guide).result
+    (latent,) = Wan22ImageToVideoLatent.execute(vae=vae, width=width, height=height, length=length, batch_size=1, start_image=guide).result
     return positive, negative, latent
 
 
@@ -62,12 +62,12 @@ def _wan_i2v(needs_clip_vision: bool):
         if needs_clip_vision:
             # as CLIPVisionEncode with crop "none" in ComfyUI's Wan 2.1 I2V workflows
             clip_vision_output = clip_vision.encode_image(guide[-1:], crop=False)
-        return WanImageToVideo.execute(positive, negative, vae, width, height, length, 1, start_image=guide, clip_vision_output=clip_vision_output).result
+        return WanImageToVideo.execute(positive=positive, negative=negative, vae=vae, width=width, height=height, length=length, batch_size=1, start_image=guide, clip_vision_output=clip_vision_output).result
     return condition
 
 
 def _cosmos_predict2(positive, negative, vae, guide, width, height, length, clip_vision):
-    (latent,) = CosmosPredict2ImageToVideoLatent.execute(vae, width, height, length, 1, start_image=guide).result
+    (latent,) = CosmosPredict2ImageToVideoLatent.execute(vae=vae, width=width, height=height, length=length, batch_size=1, start_image=guide).result
     return positive, negative, latent
 
 

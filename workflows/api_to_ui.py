@@ -11,11 +11,33 @@ import json
 import sys
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# a combo whose chosen option brings its own inputs, named "<combo>.<input>" (e.g. SaveVideo's format)
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 COLUMN_WIDTH, ROW_HEIGHT = 360, 330
 
 
 def is_widget(spec) -> bool:
-    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+    return is_combo(spec) or spec[0] in WIDGET_TYPES
+
+
+def is_combo(spec) -> bool:
+    return isinstance(spec[0], list) or spec[0] in ("COMBO", DYNAMIC_COMBO)
+
+
+def combo_choices(spec) -> list:
+    """The values a combo or dynamic combo input takes."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == DYNAMIC_COMBO:
+        return [option["key"] for option in spec[1]["options"]]
+    return spec[1]["options"]
+
+
+def default_value(spec):
+    options = spec[1] if len(spec) > 1 else {}
+    if "default" in options or not is_combo(spec):
+        return options.get("default")
+    return next(iter(combo_choices(spec)), None)
 
 
 def ordered_inputs(info: dict) -> list[tuple[str, list]]:
@@ -23,6 +45,29 @@ def ordered_inputs(info: dict) -> list[tuple[str, list]]:
     order = info.get("input_order", {})
     names = order.get("required", []) + order.get("optional", []) or list(specs)
     return [(name, specs[name]) for name in names]
+
+
+def inputs_in_editor_order(info: dict, values: dict):
+    """Yield (name, spec, required) for every input of a node as the editor lays them out.
+
+    A dynamic combo is followed by the inputs of the option chosen in ``values`` (its default when
+    absent), depth first, as the editor inserts their widgets right after the combo's. ``values``
+    may be filled while iterating: a combo's choice is read only after it has been yielded.
+    """
+    required = set(info["input"].get("required", {}))
+
+    def expand(name, spec, is_required):
+        yield name, spec, is_required
+        if spec[0] != DYNAMIC_COMBO:
+            return
+        chosen = values[name] if name in values else default_value(spec)
+        option = next((option for option in spec[1]["options"] if option["key"] == chosen), None)
+        for section in ("required", "optional") if option else ():
+            for sub_name, sub_spec in option["inputs"].get(section, {}).items():
+                yield from expand(f"{name}.{sub_name}", sub_spec, section == "required")
+
+    for name, spec in ordered_inputs(info):
+        yield from expand(name, spec, name in required)
 
 
 def depth_of(node_id: str, prompt: dict, memo: dict) -> int:
@@ -47,8 +92,8 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         column = depth_of(node_id, prompt, depths)
         row = rows[column] = rows.get(column, -1) + 1
         inputs, widgets = [], []
-        for name, spec in ordered_inputs(info):
-            value = node["inputs"].get(name)
+        for name, spec, _required in inputs_in_editor_order(info, node["inputs"]):
+            value = node["inputs"][name] if name in node["inputs"] else default_value(spec)
             options = spec[1] if len(spec) > 1 else {}
             link = next((l[0] for l in links if l[3] == int(node_id) and l[4] == name), None)
             if is_widget(spec):
@@ -87,6 +132,6 @@ if __name__ == "__main__":
     with open(info_path) as f:
         info = json.load(f)
     with open(api_path) as f:
-        api = json.load(f)
+        ui = api_to_ui(json.load(f), info)
     with open(ui_path, "w") as f:
-        json.dump(api_to_ui(api, info), f, indent=2)
+        json.dump(ui, f, indent=2)

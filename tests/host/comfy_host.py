@@ -34,7 +34,7 @@ sys.path.append(str(PACK_ROOT / "cli"))
 from longvideo_cli.comfy_http import ComfyHttp, HttpError, ServerUnreachable  # noqa: E402
 PACK_DIR_NAME = "ComfyUI-LongVideo"
 TEST_NODES_MODULE = HOST_TESTS_DIR / "custom_nodes_for_tests" / "longvideo_test_nodes.py"
-MINIMUM_COMFYUI_VERSION = (0, 8, 0)
+MINIMUM_COMFYUI_VERSION = (0, 33, 0)
 
 USUAL_COMFYUI_LOCATIONS = (
     Path.home() / "ComfyUI",
@@ -45,8 +45,8 @@ USUAL_COMFYUI_LOCATIONS = (
 
 SKIP_REASON = (
     "ComfyUI was not found (looked at $COMFYUI_PATH, ~/ComfyUI, ~/comfy/ComfyUI, "
-    "~/Documents/ComfyUI and /opt/ComfyUI): set COMFYUI_PATH to a ComfyUI checkout (>= 0.8.0) "
-    "to run the host tests."
+    "~/Documents/ComfyUI and /opt/ComfyUI): set COMFYUI_PATH to a ComfyUI checkout "
+    f"(>= {'.'.join(map(str, MINIMUM_COMFYUI_VERSION))}; older ones are passed over) to run the host tests."
 )
 
 TINY_MODEL_FILES = tiny_models.TINY_MODEL_FILES
@@ -185,6 +185,7 @@ class InProcessComfy:
         self.pack_nodes = self._load_custom_node(PACK_ROOT, ignore=builtin_nodes)
         self.test_nodes = self._load_custom_node(TEST_NODES_MODULE, ignore=builtin_nodes)
         self._server = _SilentServer()
+        # the keys main.py passes; the executor reads "ram" and "ram_inactive" on every prompt
         self._executor = execution.PromptExecutor(
             self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
@@ -216,9 +217,8 @@ class InProcessComfy:
 
     def node_output(self, node_id: str, index: int = 0):
         """The value of output `index` of a node of the last prompt (e.g. the LATENT of a KSampler)."""
-        entry = self._executor.caches.outputs.get(str(node_id))
-        if asyncio.iscoroutine(entry):
-            entry = asyncio.run(entry)
+        # get() is a coroutine that may also ask external cache providers; get_local() reads this process's cache
+        entry = self._executor.caches.outputs.get_local(str(node_id))
         if entry is None:
             raise KeyError(f"node {node_id} has no cached output")
         return entry.outputs[index][0]
@@ -382,6 +382,11 @@ class ComfyServer:
         running, _waiting = self._http.queue_ids()
         return running
 
+    def pending_prompt_ids(self) -> list[str]:
+        """Ids of the prompts waiting in the queue (GET /queue)."""
+        _running, waiting = self._http.queue_ids()
+        return waiting
+
     def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
         """Poll /history until the prompt is done; returns its history entry (with "status")."""
         entry = self._http.wait_for_finished_entry(prompt_id, time.monotonic() + timeout, between_polls=self._fail_if_exited)
@@ -398,6 +403,20 @@ class ComfyServer:
 
     def interrupt(self) -> None:
         self._http.interrupt()
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Drop waiting prompts and interrupt running ones until the server is idle.
+
+        A test that failed or timed out can leave a long prompt behind; every later test on this
+        server would queue behind it.
+        """
+        self._http.post_json("/queue", {"clear": True})
+        deadline = time.monotonic() + timeout
+        while self.running_prompt_ids():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ComfyUI is still running a prompt {timeout} s after the interrupt\n{self._log_tail()}")
+            self.interrupt()
+            time.sleep(0.2)
 
     def _command(self) -> list[str]:
         return [

@@ -72,3 +72,11 @@ def comfy_inprocess(comfyui_dir, tiny_models_dir, tmp_path_factory) -> InProcess
 def comfy_server(comfyui_dir, tiny_models_dir):
     with ComfyServer(comfyui_dir, models_source=tiny_models_dir) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def idle_server_after_each_test(request):
+    """Whatever a test leaves running on the shared server (it failed or timed out) is stopped before the next."""
+    yield
+    if "comfy_server" in request.fixturenames:
+        request.getfixturevalue("comfy_server").settle()

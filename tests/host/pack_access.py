@@ -50,13 +50,24 @@ def random_latent(shape, seed=0):
 
 
 def record_progress(monkeypatch) -> list:
-    """Collect every (value, total, preview) the progress bars send, with Latent2RGB previews on."""
+    """Collect every (value, total, preview) that a node asks a progress bar to show, with Latent2RGB previews on.
+
+    Recorded where nodes call ComfyUI, at ProgressBar.update_absolute (update() goes through it
+    too): what the bar then forwards to the frontend is ComfyUI's choice, and since 0.33 it
+    throttles updates without a preview.
+    """
     import comfy.utils
     import latent_preview
     from comfy.cli_args import LatentPreviewMethod
 
     updates = []
+    update_absolute = comfy.utils.ProgressBar.update_absolute
+
+    def recording_update_absolute(bar, value, total=None, preview=None):
+        updates.append((value, bar.total if total is None else total, preview))
+        return update_absolute(bar, value, total, preview)
+
     # each prompt resets the method to ComfyUI's default, which is what --preview-method sets
     monkeypatch.setattr(latent_preview, "default_preview_method", LatentPreviewMethod.Latent2RGB)
-    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", recording_update_absolute)
     return updates

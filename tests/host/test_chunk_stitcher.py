@@ -1,4 +1,6 @@
 """The Chunk Stitcher inside real ComfyUI: IMAGE and LATENT batches from the FIFO workflow on tiny models."""
+import math
+
 import pytest
 import torch
 
@@ -34,6 +36,32 @@ def test_a_batch_of_overlapping_chunks_stitches_back_to_the_video(comfy_inproces
     torch.testing.assert_close(stitched, video)
 
 
+# weight of the later chunk on the 4 shared frames, which sit at t = 1/5 ... 4/5 between the chunks:
+# linear w = t, cosine w = (1 - cos(pi t)) / 2, cut switches after the middle
+CROSSFADE_OF_4 = {
+    "linear": [0.2, 0.4, 0.6, 0.8],
+    "cosine": [(1 - math.cos(math.pi * t)) / 2 for t in (0.2, 0.4, 0.6, 0.8)],
+    "cut": [0.0, 0.0, 1.0, 1.0],
+}
+
+
+@pytest.mark.parametrize("transition", CROSSFADE_OF_4)
+@pytest.mark.parametrize("kind", ["IMAGE", "LATENT"])
+def test_the_shared_frames_of_two_chunks_are_crossfaded_by_the_transitions_formula(comfy_inprocess, transition, kind):
+    earlier, later = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.7, 0.3, 0.2])
+    # a 10-frame chunk of one colour, then a 7-frame chunk of another; they share 4 frames
+    colours = torch.stack([earlier] * 10 + [later] * 7)
+    weights = torch.tensor(CROSSFADE_OF_4[transition])
+    expected = torch.cat([earlier.expand(6, 3), (1 - weights[:, None]) * earlier + weights[:, None] * later, later.expand(3, 3)])
+    if kind == "IMAGE":
+        chunks, frames_of = colours[:, None, None, :].expand(17, 8, 8, 3).contiguous(), lambda out: out[:, 0, 0, :]
+    else:
+        chunks, frames_of = {"samples": colours.T[None, :, :, None, None].expand(1, 3, 17, 2, 2).contiguous()}, lambda out: out["samples"][0, :, :, 0, 0].T
+    [stitched] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=chunks, chunk_length=10, overlap=4,
+                           transition=transition, colour_anchor="off", strength=1.0)
+    torch.testing.assert_close(frames_of(stitched), expected)
+
+
 def test_colour_anchoring_pulls_later_chunks_to_the_first_chunks_colours(comfy_inprocess):
     video = torch.rand(30, 16, 16, 3, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
     batch = back_to_back_chunks(video, 10, 0)
@@ -54,7 +82,10 @@ def test_decoded_images_stitch_and_save_through_the_executor(comfy_inprocess, ti
     comfy_inprocess.clear_cache()
     entry = comfy_inprocess.run_prompt(prompt)
     # 33 frames in chunks of 12, 12 and 9 sharing 3 frames at each of the two joins
-    assert comfy_inprocess.node_output("90").shape[0] == 33 - 2 * 3
+    stitched, decoded = comfy_inprocess.node_output("90"), comfy_inprocess.node_output(decode)
+    assert stitched.shape[0] == 33 - 2 * 3
+    # the first chunk is the colour reference and its own frames come through untouched
+    torch.testing.assert_close(stitched[:9], decoded[:9])
     save = node_of_type(prompt, "SaveVideo")
     assert read_video(saved_file(comfy_inprocess.output_dir, entry, save))[0] == 27
 
@@ -66,8 +97,12 @@ def test_latent_chunks_stitch_in_latent_space_and_stream_to_a_file(comfy_inproce
     prompt[decode]["inputs"]["samples"] = ["90", 0]
     comfy_inprocess.clear_cache()
     entry = comfy_inprocess.run_prompt(prompt)
-    latent = comfy_inprocess.node_output("90")
-    assert latent["samples"].shape[2] == 12 - 2
+    stitched, sampled = comfy_inprocess.node_output("90")["samples"], comfy_inprocess.node_output(prompt["90"]["inputs"]["chunks"][0])["samples"]
+    # chunks of frames 0-5 and 6-11; frames 4-5 and 6-7 show the same moments, crossfaded linearly
+    # at t = 1/3, 2/3
+    w = torch.tensor([1 / 3, 2 / 3]).view(1, 1, 2, 1, 1)
+    expected = torch.cat([sampled[:, :, :4], (1 - w) * sampled[:, :, 4:6] + w * sampled[:, :, 6:8], sampled[:, :, 8:]], dim=2)
+    torch.testing.assert_close(stitched, expected)
     assert read_video(saved_file(comfy_inprocess.output_dir, entry, decode))[0] == 4 * (10 - 1) + 1
 
 

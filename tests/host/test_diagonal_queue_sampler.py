@@ -3,8 +3,10 @@ import ast
 import time
 
 import pytest
+import torch
 
 from comfy_host import PACK_ROOT
+from comfy_reference import assert_matches_reference, comfy_euler, empty_latent, guider_of_sampler_inputs, seeded_frames
 from pack_access import record_progress
 from saved_videos import read_video, saved_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
@@ -26,11 +28,45 @@ def test_in_process_output_has_exactly_the_requested_latent_frames(comfy_inproce
     prompt = tiny_workflow(workflow, tiny_model_names, length=7, partitions=partitions, **variant)
     if options != "DD+LP+LD":
         prompt[node_of_type(prompt, "LongVideoLookahead")]["inputs"]["enabled"] = False
-    comfy_inprocess.clear_cache()
-    comfy_inprocess.run_prompt(prompt)
-    latent = comfy_inprocess.node_output(node_of_type(prompt, "LongVideoDiagonalQueueSampler"))["samples"]
+    partition = prompt[node_of_type(prompt, "LongVideoLatentPartition")]["inputs"]
+    partition["window_batching"] = "batched"
+    latent = run_sampler(comfy_inprocess, prompt)
     assert latent.shape[2] == 7
     assert latent.isfinite().all()
+    if partitions > 1:
+        # every window of an iteration reads the queue as it was before it, so evaluating the
+        # windows one call each must give the numbers of one batched call, up to float32 round-off
+        # (below 1e-6 of the values here; a window reading another's update makes 7e-6 to 3e-3)
+        partition["window_batching"] = "one by one"
+        one_by_one = run_sampler(comfy_inprocess, prompt)
+        torch.testing.assert_close(one_by_one, latent, rtol=0, atol=3e-6 * latent.abs().max().item())
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_with_windows_of_one_frame_every_frame_is_comfyuis_own_euler_sampling_of_its_noise(comfy_inprocess, tiny_model_names, family):
+    # window 1: every model call sees one frame at one level, so each frame goes down the whole
+    # schedule alone, exactly as plain sampling of a one-frame latent does
+    workflow, variant, _ = CASES[family]
+    levels, length = 3, 4
+    prompt = tiny_workflow(workflow, tiny_model_names, length=length, window=1, partitions=levels, **variant)
+    prompt[node_of_type(prompt, "LongVideoLookahead")]["inputs"]["enabled"] = False
+    sampler = prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"]
+    sampler["eta"] = 0.0
+    ours = run_sampler(comfy_inprocess, prompt)
+
+    guider = guider_of_sampler_inputs(comfy_inprocess, sampler)
+    sigmas = comfy_inprocess.node_output(*sampler["sigmas"])
+    one_frame = (*ours.shape[:2], 1, *ours.shape[3:])
+    empty = empty_latent(guider, one_frame)
+    # the seed's noise, drawn as the sampler draws it: the first clip's frame, the queue's
+    # re-noising of it (one frame per level), then one new frame per iteration
+    draw = seeded_frames(sampler["seed"], one_frame)
+    first_clip = comfy_euler(comfy_inprocess, guider, sigmas, draw(1), empty)
+    queue = draw(levels)
+    # output frame 0 is the first clip re-noised to the top level; the later ones start from pure noise
+    reference = [comfy_euler(comfy_inprocess, guider, sigmas, queue[:, :, -1:], first_clip)]
+    reference += [comfy_euler(comfy_inprocess, guider, sigmas, draw(1), empty) for _ in range(length - 1)]
+    assert_matches_reference(ours, torch.cat(reference, dim=2))
 
 
 @pytest.mark.parametrize("family", CASES)

@@ -4,6 +4,7 @@ import time
 import pytest
 import torch
 
+from comfy_reference import assert_matches_reference, comfy_euler, empty_latent, guider_of_sampler_inputs, seeded_frames
 from input_media import CONTEXT_VIDEO, write_test_video
 from pack_access import record_progress
 from saved_videos import read_video, saved_file
@@ -72,6 +73,37 @@ def test_from_noise_and_extending_a_clip_give_exactly_the_requested_frames(comfy
     # same seed, so the clean context chunk is the only difference
     # random tiny models mix frames weakly: 1e-3 to 1e-2 here, against round-off of about 1e-6
     assert (extended - from_noise).abs().max() > 1e-4
+
+
+# the families whose own image-to-video sampling keeps given frames clean at timestep 0 through a
+# noise mask, as the window's context chunk is kept (Wan 2.1 takes its image through other inputs)
+MASKED_IMAGE_TO_VIDEO = ["ltxv", "wan22_5b", "cosmos_predict2"]
+
+
+@pytest.mark.parametrize("family", MASKED_IMAGE_TO_VIDEO)
+def test_with_one_noisy_chunk_every_chunk_is_comfyuis_own_sampling_behind_the_chunk_before(comfy_inprocess, tiny_model_names, family):
+    # one noisy chunk in the window: the first chunk is plain sampling of a 2-frame latent, every
+    # later one is sampled behind the finished chunk before it, which stays clean at sigma 0, as
+    # ComfyUI samples a latent whose noise mask marks given frames
+    chunk, chunks = 2, 3
+    prompt = sampler_prompt(tiny_model_names, family, "noise", length=chunk * chunks, chunk_size=chunk, window_chunks=1)
+    sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
+    sampler["eta"] = 0.0
+    ours = run_sampler(comfy_inprocess, prompt)
+
+    guider = guider_of_sampler_inputs(comfy_inprocess, sampler)
+    sigmas = comfy_inprocess.node_output(*sampler["sigmas"])
+    one_chunk = (*ours.shape[:2], chunk, *ours.shape[3:])
+    empty = empty_latent(guider, one_chunk)
+    draw = seeded_frames(sampler["seed"], one_chunk)  # each chunk's noise as it enters the window
+    reference = [comfy_euler(comfy_inprocess, guider, sigmas, draw(chunk), empty)]
+    given_then_new = torch.ones(1, 1, 2 * chunk, *ours.shape[3:])
+    given_then_new[:, :, :chunk] = 0.0
+    for _ in range(chunks - 1):
+        behind_the_last = torch.cat([reference[-1], empty], dim=2)
+        noise = torch.cat([torch.zeros(one_chunk), draw(chunk)], dim=2)
+        reference.append(comfy_euler(comfy_inprocess, guider, sigmas, noise, behind_the_last, given_then_new)[:, :, chunk:])
+    assert_matches_reference(ours, torch.cat(reference, dim=2))
 
 
 @pytest.mark.parametrize("family", CASES)

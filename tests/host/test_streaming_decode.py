@@ -37,7 +37,8 @@ def test_streamed_decode_equals_the_vaes_own_temporal_tiling(comfy_inprocess, ti
         # the stream clamps each tile before, so compare the blending without the clamp
         monkeypatch.setattr(vae, "process_output", lambda image: image)
     latent = random_video_latent(VAES[role], 11)
-    own = vae.decode_tiled(latent, tile_x=64, tile_y=64, overlap=8, tile_t=tile, overlap_t=overlap)[0]
+    with torch.inference_mode():  # as ComfyUI runs every node; its VAE post-processes in place
+        own = vae.decode_tiled(latent, tile_x=64, tile_y=64, overlap=8, tile_t=tile, overlap_t=overlap)[0]
     ours = streamed(vae, latent, tile, overlap)
     assert ours.shape == own.shape
     # relative to the video's own variation: the random-weight autoencoders' outputs span 1e-4 to 1
@@ -110,7 +111,8 @@ def test_the_video_output_is_the_written_file_and_plugs_into_save_video(comfy_in
     path = saved_file(comfy_inprocess.output_dir, entry, decode)
     assert path.suffix == f".{video_format}"
     video = comfy_inprocess.node_output(decode)
-    assert video.get_frame_count() == read_video(path)[0] == 33
+    # decoded through ComfyUI's own reader (0.33's get_frame_count says 1 for any untrimmed webm)
+    assert len(video.get_components().images) == read_video(path)[0] == 33
     assert video.get_dimensions() == (128, 128)
     copy = comfy_inprocess.output_dir / entry["outputs"]["90"]["images"][0]["filename"]
     assert read_video(copy)[0] == 33

@@ -1,5 +1,6 @@
 """Shipped workflows: each is valid against the live server's /object_info, runs on tiny models,
 shows in the template browser, and its editor (UI) form is the same graph as its API twin."""
+import importlib.util
 import json
 import urllib.request
 
@@ -13,7 +14,17 @@ from tiny_workflows import TEST_STITCH, link_official_model_names, tiny_workflow
 API_WORKFLOWS = PACK_ROOT / "workflows" / "api"
 UI_WORKFLOWS = PACK_ROOT / "example_workflows"
 NAMES = sorted(p.stem for p in API_WORKFLOWS.glob("*.json"))
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _load_api_to_ui():
+    """workflows/api_to_ui.py, which wrote the UI twins: its reading of /object_info is the one under test."""
+    spec = importlib.util.spec_from_file_location("api_to_ui", PACK_ROOT / "workflows" / "api_to_ui.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+api_to_ui = _load_api_to_ui()
 STITCHED_CHUNKS = 2
 # Frames of each workflow's video on tiny models (length 5 latent frames; k-step: 2 chunks of 9;
 # stitcher: 2 chunks of 9 sharing 2). LTX-Video: 8 x (5 - 1) + 1; Wan: 4 x (5 - 1) + 1.
@@ -49,9 +60,10 @@ def accepts(input_type: str, spec: list, output_type: str) -> bool:
 
 
 def widget_errors(value, spec) -> list[str]:
-    kind, options = ("COMBO", {"options": spec[0]}) if isinstance(spec[0], list) else (spec[0], spec[1] if len(spec) > 1 else {})
-    if kind == "COMBO":
-        return [] if value in options["options"] else [f"{value!r} is not one of the server's choices {options['options']}"]
+    if api_to_ui.is_combo(spec):
+        choices = api_to_ui.combo_choices(spec)
+        return [] if value in choices else [f"{value!r} is not one of the server's choices {choices}"]
+    kind, options = spec[0], spec[1] if len(spec) > 1 else {}
     expected = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[kind]
     if not isinstance(value, expected) or (kind != "BOOLEAN" and isinstance(value, bool)):
         return [f"{value!r} is not {kind}"]
@@ -75,7 +87,11 @@ def output_type(prompt: dict, object_info: dict, source: str, slot: int) -> str:
 
 
 def validation_errors(prompt: dict, object_info: dict) -> list[str]:
-    """What the server would refuse: unknown nodes or inputs, missing inputs, bad links and values."""
+    """What the server would refuse: unknown nodes or inputs, missing inputs, bad links and values.
+
+    A dynamic combo's value must be one of its options, and the inputs of the chosen option are
+    checked like the node's own (named "<combo>.<input>").
+    """
     errors = []
     for node_id, node in prompt.items():
         info = object_info.get(node["class_type"])
@@ -83,9 +99,10 @@ def validation_errors(prompt: dict, object_info: dict) -> list[str]:
             errors.append(f"node {node_id}: unknown node type {node['class_type']}")
             continue
         where = f"node {node_id} ({node['class_type']})"
-        errors += [f"{where}: required input {name} missing" for name in info["input"].get("required", {}) if name not in node["inputs"]]
+        specs = {name: (spec, required) for name, spec, required in api_to_ui.inputs_in_editor_order(info, node["inputs"])}
+        errors += [f"{where}: required input {name} missing" for name, (_, required) in specs.items() if required and name not in node["inputs"]]
         for name, value in node["inputs"].items():
-            spec = input_spec(info, name)
+            spec = specs.get(name, (None,))[0]
             if spec is None:
                 errors.append(f"{where}: no input named {name}")
             elif isinstance(value, list):
@@ -95,7 +112,7 @@ def validation_errors(prompt: dict, object_info: dict) -> list[str]:
                     errors.append(f"{where}.{name}: links to a missing output {value}")
                 elif not accepts("COMBO" if isinstance(spec[0], list) else spec[0], spec, output_type(prompt, object_info, source, slot)):
                     errors.append(f"{where}.{name}: takes {spec[0]}, linked to {output_type(prompt, object_info, source, slot)}")
-            elif isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+            elif api_to_ui.is_widget(spec):
                 errors += [f"{where}.{name}: {e}" for e in widget_errors(value, spec)]
             else:
                 errors.append(f"{where}.{name}: a {spec[0]} socket needs a link, got {value!r}")
@@ -108,15 +125,14 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     prompt = {}
     for node in ui["nodes"]:
         info = object_info[node["type"]]
-        order = info["input_order"].get("required", []) + info["input_order"].get("optional", [])
         values = iter(node["widgets_values"])
         inputs = {}
-        for name in order:
-            spec = input_spec(info, name)
-            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+        for name, spec, _required in api_to_ui.inputs_in_editor_order(info, inputs):
+            if api_to_ui.is_widget(spec):
                 inputs[name] = next(values)
                 if len(spec) > 1 and spec[1].get("control_after_generate"):
                     next(values)
+        assert next(values, None) is None, f"node {node['id']} ({node['type']}) has more widget values than widgets"
         for socket in node["inputs"]:
             if socket["link"] is not None:
                 link = links[socket["link"]]
@@ -158,9 +174,12 @@ def test_the_validation_catches_what_the_server_would_refuse(workflow_server):
     del sampler["inputs"]["latent"]
     prompt["99"] = {"class_type": "NoSuchNode", "inputs": {}}
     prompt["1"]["inputs"]["ckpt_name"] = "not_downloaded.safetensors"
+    save = next(n for n in prompt.values() if n["class_type"] == "SaveVideo")
+    save["inputs"].update({"format": "webm", "format.codec": "h264", "format.quality": 5})  # webm offers auto and av1
     errors = "\n".join(validation_errors(prompt, workflow_server.object_info()))
     for expected in ("unknown node type NoSuchNode", "required input latent missing", ".window: 0 is outside", ".start: 'somewhere' is not one",
-                     ".eta: 'high' is not FLOAT", ".sigmas: takes SIGMAS, linked to MODEL", "'not_downloaded.safetensors' is not one"):
+                     ".eta: 'high' is not FLOAT", ".sigmas: takes SIGMAS, linked to MODEL", "'not_downloaded.safetensors' is not one",
+                     ".format.codec: 'h264' is not one of the server's choices ['auto', 'av1']", "no input named format.quality"):
         assert expected in errors
 
 
