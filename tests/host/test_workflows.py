@@ -41,6 +41,9 @@ EXPECTED_FRAMES = {
     "kstep_ltxv": 9 + 8,  # the second chunk drops its 1 repeated guide frame
     "kstep_wan22_5b": 9 + 4,  # a 5-frame guide tail: 5 repeated frames dropped
     "stitch_chunks": STITCHED_CHUNKS * TEST_STITCH["chunk_length"] - TEST_STITCH["overlap"],
+    "fifo_wan22_a14b_t2v": 17,
+    "pavdm_wan22_a14b_extend": 17,
+    "kstep_wan22_a14b_i2v": 9 + 8,
 }
 
 
