@@ -163,5 +163,6 @@ def test_progress_counts_every_model_call_and_previews_every_chunk(comfy_inproce
     # 7 frames in chunks of 2 with 2 noisy chunks and 4 steps: 4 chunks, 2 calls per shift, 2 x (4 + 2 - 1) calls
     run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, family, "noise", length=7))
     mine = [(value, preview) for value, total, preview in updates if total == 10]
-    assert [value for value, preview in mine if preview is None] == list(range(1, 11))
-    assert sum(1 for _, preview in mine if preview is not None) == 4
+    # one update per call, and the call that finishes a chunk shows that chunk's last frame
+    assert [value for value, _ in mine] == list(range(1, 11))
+    assert [value for value, preview in mine if preview is not None] == [4, 6, 8, 10]
