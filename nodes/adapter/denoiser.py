@@ -14,18 +14,29 @@ weights that sum to one, so the correction is exact for all of them.
 Cosmos Predict2 video2world also reads a concatenated channel that marks given (clean) frames. ComfyUI
 builds it once for the whole latent, so the denoiser builds it per call instead: 1 for the frames of a
 window at sigma 0 (a context chunk), 0 for the frames being generated.
+
+MiniMax H3 packs a video latent and an audio latent into one; its transformer takes one batch row and
+reads per-row masks: a video row's label is ``1 - m * sigma``, an audio row's ``1 - m * sigma_a`` on the
+audio stream's own shifted schedule. The sampler carries the audio scaled onto the video schedule and
+the transformer converts it at the call's sigma on the way in and out; for rows at other levels the
+denoiser redoes that conversion at the row's own level (``_h3_row_levels``), so each row gets what a call
+at its level gives, and the per-frame correction above applies to both streams alike. The text tokens
+share the sequence and are modulated at the call's sigma, the window's highest level (as they are when
+ComfyUI itself masks H3 rows); given frames run at H3's fixed conditioning label (0.999).
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 import comfy.model_management
+import comfy.nested_tensor
 import comfy.patcher_extension as patcher_extension
 import comfy.sampler_helpers
 import comfy.samplers
+import comfy.utils
 import torch
 
-from .families import DENOISE_MASK, FRAMES_AS_BATCH, TIMESTEP_MATRIX, model_family
+from .families import DENOISE_MASK, FRAMES_AS_BATCH, PACKED_ROW_MASKS, TIMESTEP_MATRIX, model_family
 
 _WRAPPER_KEY = "comfyui-longvideo.frame_levels"
 
@@ -70,6 +81,7 @@ class FramewiseDenoiser:
         self.seed = seed
         self.before_call = before_call
         self._frame_timestep_ratio: Optional[torch.Tensor] = None
+        self._stream_levels: Optional[list[torch.Tensor]] = None
         self.model_options = model_options
         if self.family.mechanism == DENOISE_MASK:
             patcher_extension.add_wrapper_with_key(
@@ -79,13 +91,32 @@ class FramewiseDenoiser:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._use_timestep_matrix, model_options, is_model_options=True
             )
+        elif self.family.mechanism == PACKED_ROW_MASKS:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
+            )
 
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+        if self.family.mechanism == PACKED_ROW_MASKS:
+            raise ValueError(f"{self.family.name} denoises its video together with its sound: call denoise_audio_video.")
         self.before_call()
         self._select_prompt(prompt)
         if self.family.mechanism == FRAMES_AS_BATCH:
             return self._denoise_frames_as_batch(x, sigmas)
         return self._denoise_with_frame_levels(x, sigmas)
+
+    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0 of MiniMax H3 windows, in model space (the audio as the sampler carries it).
+
+        ``video`` ``[N, 24, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` ``[N, 32, 2, A]`` (H3's
+        layout: channels, stereo, audio latent frames) with ``audio_sigmas`` ``[N, A]``, each audio frame at
+        the level (on the video schedule) of the video frame it sounds with. The transformer takes one
+        row at a time, so the N windows are denoised one after the other.
+        """
+        self.before_call()
+        self._select_prompt(prompt)
+        rows = [self._denoise_packed_row(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
+        return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
 
     def _select_prompt(self, prompt: int) -> None:
         if isinstance(self.guider, PromptScheduleGuider):
@@ -116,17 +147,71 @@ class FramewiseDenoiser:
         network_out = (denoised - batch_x * scaled) / batch_out
         return frame_x * x + frame_out * network_out
 
+    def _denoise_packed_row(self, video, video_sigmas, audio, audio_sigmas):
+        video_sigmas, audio_sigmas = video_sigmas.to(video), audio_sigmas.to(audio)
+        batch_sigma = torch.maximum(video_sigmas.amax(dim=1), audio_sigmas.amax(dim=1))
+        if not bool((batch_sigma > 0).all()):
+            raise ValueError("Every window must hold at least one frame that is not yet clean.")
+        self._stream_levels = [video_sigmas, audio_sigmas]
+        packed, shapes = comfy.utils.pack_latents([video, audio])
+
+        def per_element(video_values, audio_values):
+            # [1, F] and [1, A] per-frame values spread over each stream's elements, packed like the latent
+            return comfy.utils.pack_latents([
+                video_values[:, None, :, None, None].expand_as(video), audio_values[:, None, None, :].expand_as(audio)])[0]
+
+        frame_in, frame_x, frame_out = (per_element(v, a) for v, a in zip(self._frame_coefficients(video_sigmas), self._frame_coefficients(audio_sigmas)))
+        batch_in, batch_x, batch_out = (k.reshape(1, 1, 1) for k in self._frame_coefficients(batch_sigma))
+        scaled = packed * frame_in / batch_in
+        denoised = self._guide(scaled, batch_sigma)
+        network_out = (denoised - batch_x * scaled) / batch_out
+        video_x0, audio_x0 = comfy.utils.unpack_latents(frame_x * packed + frame_out * network_out, shapes)
+        return video_x0, audio_x0
+
+    def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
+        """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
+        from comfy.ldm.minimax.model import time_shift_sigma
+
+        video, audio = x
+        video_sigmas, audio_sigmas = (levels.to(device=video.device, dtype=torch.float32) for levels in self._stream_levels)
+        transformer = self.model.diffusion_model
+        shift_video = float(transformer_options.get("minimax_h3_sigma_shift_video", transformer.sigma_shift_video))
+        shift_audio = float(transformer_options.get("minimax_h3_sigma_shift_audio", transformer.sigma_shift_audio))
+        # the call's sigma as the transformer reads it (row 0, timestep = 1000 sigma)
+        call_sigma = (timestep.flatten()[0] / 1000.0).float().clamp(min=1e-6)
+        call_audio_sigma = time_shift_sigma(call_sigma, shift_video, shift_audio)
+        audio_levels = time_shift_sigma(audio_sigmas, shift_video, shift_audio)
+        kwargs["denoise_mask"] = (video_sigmas / call_sigma)[:, None, :, None, None].expand(1, 1, *video.shape[2:])
+        kwargs["audio_denoise_mask"] = (audio_levels / call_audio_sigma)[:, None, None, :].expand(1, 1, *audio.shape[2:])
+        scale = float((kwargs.get("minimax_payload") or {}).get("audio_scale", 1.0))
+        if scale == 1.0:
+            return executor(x, timestep, context, transformer_options, **kwargs)
+        # the transformer turned the carried audio c into its own latent c * sigma_a / sigma at the call's
+        # sigma; at a row's own level that factor is its own (shift_audio / shift_video at sigma 0)
+        own_factor = torch.where(audio_sigmas > 0, audio_levels / audio_sigmas.clamp(min=1e-12), torch.full_like(audio_sigmas, shift_audio / shift_video))
+        row_audio = audio * (own_factor / (call_audio_sigma / call_sigma))[:, None, None, :].to(audio)
+        out = executor([video, row_audio], timestep, context, transformer_options, **kwargs)
+        # after this wrapper the transformer makes the carried velocity (1 - scale) * audio + (1 + (scale - 1) sigma_a) * out
+        # at the call's sigma_a; this output makes that the velocity at each row's own sigma_a
+        row_gain = (1.0 + (scale - 1.0) * audio_levels)[:, None, None, :].to(out[1])
+        out[1] = ((1.0 - scale) * (row_audio - audio) + row_gain * out[1]) / (1.0 + (scale - 1.0) * call_audio_sigma).to(out[1])
+        return out
+
     def _linear_coefficients(self, sigmas: torch.Tensor):
         """Per-frame ``k_in, k_x, k_out`` with calculate_input = k_in*x and calculate_denoised = k_x*x + k_out*out."""
+        shape = (sigmas.shape[0], 1, sigmas.shape[1], 1, 1)
+        return tuple(k.reshape(shape) for k in self._frame_coefficients(sigmas))
+
+    def _frame_coefficients(self, sigmas: torch.Tensor):
+        """``k_in, k_x, k_out`` of ``_linear_coefficients``, each shaped as ``sigmas``."""
         flat = sigmas.reshape(-1)
         ones = torch.ones(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)
         zeros = torch.zeros_like(ones)
         ms = self.model_sampling
-        shape = (sigmas.shape[0], 1, sigmas.shape[1], 1, 1)
-        k_in = ms.calculate_input(flat, ones).reshape(shape)
-        k_x = ms.calculate_denoised(flat, zeros, ones).reshape(shape)
-        k_out = ms.calculate_denoised(flat, ones, zeros).reshape(shape)
-        return k_in, k_x, k_out
+        k_in = ms.calculate_input(flat, ones)
+        k_x = ms.calculate_denoised(flat, zeros, ones)
+        k_out = ms.calculate_denoised(flat, ones, zeros)
+        return tuple(k.reshape(sigmas.shape) for k in (k_in, k_x, k_out))
 
     def _ratio_rows(self, rows: int) -> torch.Tensor:
         ratio = self._frame_timestep_ratio
@@ -169,9 +254,13 @@ def run_with_framewise_denoiser(
     """Run ``body(denoiser, sigmas)`` while ComfyUI has the model loaded and the conditioning prepared.
 
     ``call_shape`` is the largest latent one model call will see; ComfyUI sizes its memory
-    planning and the conditioning (e.g. image-to-video concat latents) from it.
+    planning and the conditioning (e.g. image-to-video concat latents) from it. A model whose
+    latent packs several streams (MiniMax H3: video, audio) gets one shape per stream.
     """
-    placeholder = torch.zeros(call_shape)
+    if isinstance(call_shape[0], tuple):
+        placeholder = comfy.nested_tensor.NestedTensor([torch.zeros(shape) for shape in call_shape])
+    else:
+        placeholder = torch.zeros(call_shape)
     guider.sample(placeholder, placeholder, _RunInsideSampling(body, before_call), sigmas, seed=seed, disable_pbar=True)
 
 
