@@ -81,8 +81,8 @@ class FramewiseDenoiser:
         self.seed = seed
         self.before_call = before_call
         self._frame_timestep_ratio: Optional[torch.Tensor] = None
-        self._stream_levels: Optional[list[torch.Tensor]] = None
         self.model_options = model_options
+        self._stream_levels: Optional[list[torch.Tensor]] = None  # MiniMax H3: the levels of the video and audio rows of the call
         if self.family.mechanism == DENOISE_MASK:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._add_denoise_mask, model_options, is_model_options=True
@@ -97,26 +97,11 @@ class FramewiseDenoiser:
             )
 
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
-        if self.family.mechanism == PACKED_ROW_MASKS:
-            raise ValueError(f"{self.family.name} denoises its video together with its sound: call denoise_audio_video.")
         self.before_call()
         self._select_prompt(prompt)
         if self.family.mechanism == FRAMES_AS_BATCH:
             return self._denoise_frames_as_batch(x, sigmas)
         return self._denoise_with_frame_levels(x, sigmas)
-
-    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """x0 of MiniMax H3 windows, in model space (the audio as the sampler carries it).
-
-        ``video`` ``[N, 24, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` ``[N, 32, 2, A]`` (H3's
-        layout: channels, stereo, audio latent frames) with ``audio_sigmas`` ``[N, A]``, each audio frame at
-        the level (on the video schedule) of the video frame it sounds with. The transformer takes one
-        row at a time, so the N windows are denoised one after the other.
-        """
-        self.before_call()
-        self._select_prompt(prompt)
-        rows = [self._denoise_packed_row(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
-        return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
 
     def _select_prompt(self, prompt: int) -> None:
         if isinstance(self.guider, PromptScheduleGuider):
@@ -147,6 +132,50 @@ class FramewiseDenoiser:
         network_out = (denoised - batch_x * scaled) / batch_out
         return frame_x * x + frame_out * network_out
 
+    def _linear_coefficients(self, sigmas: torch.Tensor):
+        """Per-frame ``k_in, k_x, k_out`` with calculate_input = k_in*x and calculate_denoised = k_x*x + k_out*out."""
+        flat = sigmas.reshape(-1)
+        ones = torch.ones(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)
+        zeros = torch.zeros_like(ones)
+        ms = self.model_sampling
+        shape = (sigmas.shape[0], 1, sigmas.shape[1], 1, 1)
+        k_in = ms.calculate_input(flat, ones).reshape(shape)
+        k_x = ms.calculate_denoised(flat, zeros, ones).reshape(shape)
+        k_out = ms.calculate_denoised(flat, ones, zeros).reshape(shape)
+        return k_in, k_x, k_out
+
+    def _ratio_rows(self, rows: int) -> torch.Tensor:
+        ratio = self._frame_timestep_ratio
+        if rows % ratio.shape[0]:
+            raise RuntimeError(f"Model batch of {rows} rows does not split into {ratio.shape[0]} windows.")
+        # ComfyUI stacks cond and uncond copies of the batch one after the other
+        return ratio.repeat(rows // ratio.shape[0], 1)
+
+    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
+        frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
+        kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
+        if self.family.marks_clean_frames:
+            c_concat = (ratio == 0).expand(frame_shape).to(x)
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+    def _use_timestep_matrix(self, executor, x, timestep, *args, **kwargs):
+        ratio = self._ratio_rows(x.shape[0]).to(timestep)
+        return executor(x, timestep[:, None] * ratio, *args, **kwargs)
+
+    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0 of MiniMax H3 windows, in model space (the audio as the sampler carries it).
+
+        ``video`` ``[N, 24, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` ``[N, 32, 2, A]`` (H3's
+        layout: channels, stereo, audio latent frames) with ``audio_sigmas`` ``[N, A]``, each audio frame at
+        the level (on the video schedule) of the video frame it sounds with. The transformer takes one
+        row at a time, so the N windows are denoised one after the other.
+        """
+        self.before_call()
+        self._select_prompt(prompt)
+        rows = [self._denoise_packed_row(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
+        return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
+
     def _denoise_packed_row(self, video, video_sigmas, audio, audio_sigmas):
         video_sigmas, audio_sigmas = video_sigmas.to(video), audio_sigmas.to(audio)
         batch_sigma = torch.maximum(video_sigmas.amax(dim=1), audio_sigmas.amax(dim=1))
@@ -156,12 +185,11 @@ class FramewiseDenoiser:
         packed, shapes = comfy.utils.pack_latents([video, audio])
 
         def per_element(video_values, audio_values):
-            # [1, F] and [1, A] per-frame values spread over each stream's elements, packed like the latent
-            return comfy.utils.pack_latents([
-                video_values[:, None, :, None, None].expand_as(video), audio_values[:, None, None, :].expand_as(audio)])[0]
+            # per-frame values spread over each stream's elements (audio frames are H3's last axis), packed like the latent
+            return comfy.utils.pack_latents([video_values.expand_as(video), audio_values.reshape(1, 1, 1, -1).expand_as(audio)])[0]
 
-        frame_in, frame_x, frame_out = (per_element(v, a) for v, a in zip(self._frame_coefficients(video_sigmas), self._frame_coefficients(audio_sigmas)))
-        batch_in, batch_x, batch_out = (k.reshape(1, 1, 1) for k in self._frame_coefficients(batch_sigma))
+        frame_in, frame_x, frame_out = (per_element(v, a) for v, a in zip(self._linear_coefficients(video_sigmas), self._linear_coefficients(audio_sigmas)))
+        batch_in, batch_x, batch_out = (k.reshape(1, 1, 1) for k in self._linear_coefficients(batch_sigma[:, None]))
         scaled = packed * frame_in / batch_in
         denoised = self._guide(scaled, batch_sigma)
         network_out = (denoised - batch_x * scaled) / batch_out
@@ -197,41 +225,6 @@ class FramewiseDenoiser:
         out[1] = ((1.0 - scale) * (row_audio - audio) + row_gain * out[1]) / (1.0 + (scale - 1.0) * call_audio_sigma).to(out[1])
         return out
 
-    def _linear_coefficients(self, sigmas: torch.Tensor):
-        """Per-frame ``k_in, k_x, k_out`` with calculate_input = k_in*x and calculate_denoised = k_x*x + k_out*out."""
-        shape = (sigmas.shape[0], 1, sigmas.shape[1], 1, 1)
-        return tuple(k.reshape(shape) for k in self._frame_coefficients(sigmas))
-
-    def _frame_coefficients(self, sigmas: torch.Tensor):
-        """``k_in, k_x, k_out`` of ``_linear_coefficients``, each shaped as ``sigmas``."""
-        flat = sigmas.reshape(-1)
-        ones = torch.ones(flat.shape[0], 1, device=flat.device, dtype=flat.dtype)
-        zeros = torch.zeros_like(ones)
-        ms = self.model_sampling
-        k_in = ms.calculate_input(flat, ones)
-        k_x = ms.calculate_denoised(flat, zeros, ones)
-        k_out = ms.calculate_denoised(flat, ones, zeros)
-        return tuple(k.reshape(sigmas.shape) for k in (k_in, k_x, k_out))
-
-    def _ratio_rows(self, rows: int) -> torch.Tensor:
-        ratio = self._frame_timestep_ratio
-        if rows % ratio.shape[0]:
-            raise RuntimeError(f"Model batch of {rows} rows does not split into {ratio.shape[0]} windows.")
-        # ComfyUI stacks cond and uncond copies of the batch one after the other
-        return ratio.repeat(rows // ratio.shape[0], 1)
-
-    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
-        frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
-        kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
-        if self.family.marks_clean_frames:
-            c_concat = (ratio == 0).expand(frame_shape).to(x)
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-
-    def _use_timestep_matrix(self, executor, x, timestep, *args, **kwargs):
-        ratio = self._ratio_rows(x.shape[0]).to(timestep)
-        return executor(x, timestep[:, None] * ratio, *args, **kwargs)
-
 
 class _RunInsideSampling(comfy.samplers.Sampler):
     def __init__(self, body: Callable[[FramewiseDenoiser, torch.Tensor], None], before_call: Callable[[], None]):
@@ -250,17 +243,17 @@ def run_with_framewise_denoiser(
     seed: int,
     body: Callable[[FramewiseDenoiser, torch.Tensor], None],
     before_call: Callable[[], None] = lambda: None,
+    sound_shape: Optional[tuple[int, ...]] = None,
 ) -> None:
     """Run ``body(denoiser, sigmas)`` while ComfyUI has the model loaded and the conditioning prepared.
 
     ``call_shape`` is the largest latent one model call will see; ComfyUI sizes its memory
-    planning and the conditioning (e.g. image-to-video concat latents) from it. A model whose
-    latent packs several streams (MiniMax H3: video, audio) gets one shape per stream.
+    planning and the conditioning (e.g. image-to-video concat latents) from it. ``sound_shape``,
+    the largest sound latent of a call, makes it an audio-video latent, as ComfyUI samples LTX-2.
     """
-    if isinstance(call_shape[0], tuple):
-        placeholder = comfy.nested_tensor.NestedTensor([torch.zeros(shape) for shape in call_shape])
-    else:
-        placeholder = torch.zeros(call_shape)
+    placeholder = torch.zeros(call_shape)
+    if sound_shape is not None:
+        placeholder = comfy.nested_tensor.NestedTensor((placeholder, torch.zeros(sound_shape)))
     guider.sample(placeholder, placeholder, _RunInsideSampling(body, before_call), sigmas, seed=seed, disable_pbar=True)
 
 

@@ -45,8 +45,7 @@ def h3_guider(host, names, cfg=3.0):
 
 def inside_sampling(guider, body, rows=1):
     adapter = pack_module("nodes.adapter")
-    shapes = ((rows, *VIDEO[1:]), (rows, *AUDIO[1:]))
-    adapter.run_with_framewise_denoiser(guider, shapes, torch.tensor([1.0, 0.0]), 0, body)
+    adapter.run_with_framewise_denoiser(guider, (rows, *VIDEO[1:]), torch.tensor([1.0, 0.0]), 0, body, sound_shape=(rows, *AUDIO[1:]))
 
 
 def plain_call(guider, video, audio, level: float):
