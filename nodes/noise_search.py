@@ -5,6 +5,7 @@ import logging
 from typing import NamedTuple
 
 import comfy.model_management
+import comfy.nested_tensor
 import comfy.sample
 import comfy.samplers
 import torch
@@ -31,14 +32,14 @@ class KStepNoiseSearch(io.ComfyNode):
             "against the guide image with CLIP (the lowest similarity over the frames); the best seed is then sampled with "
             "the full s steps. This keeps one bad initial noise from spoiling every later chunk. Cost: m*k + s steps per chunk.",
             inputs=[
-                io.Model.Input("model", optional=True, tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 I2V or Cosmos Predict2 video2world. For Wan 2.2 A14B I2V connect its two experts to `experts` instead."),
+                io.Model.Input("model", optional=True, tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 I2V, Cosmos Predict2 video2world or MiniMax H3. For Wan 2.2 A14B I2V connect its two experts to `experts` instead."),
                 io.Conditioning.Input("positive", tooltip="Prompt for every chunk (for LTX-Video through LTXV Conditioning, as in its I2V workflows)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt for classifier-free guidance."),
                 io.Vae.Input("vae", tooltip="The model's VAE: it encodes each chunk's guide frames and decodes the previews and the chunks."),
                 io.Image.Input("guide_image", tooltip="The image the first chunk starts from (its last guide_frames frames when it is a clip). Later chunks start from the end of the chunk before."),
-                io.Int.Input("width", default=832, min=16, max=8192, step=16, tooltip="Video width; a multiple of 32 for LTX-Video and Wan 2.2 TI2V-5B, 16 for Wan 2.1 / A14B. The guide is resized and center-cropped to it."),
+                io.Int.Input("width", default=832, min=16, max=8192, step=16, tooltip="Video width; a multiple of 32 for LTX-Video, Wan 2.2 TI2V-5B and MiniMax H3, 16 for Wan 2.1 / A14B. The guide is resized and center-cropped to it."),
                 io.Int.Input("height", default=480, min=16, max=8192, step=16, tooltip="Video height; same multiples as width."),
-                io.Int.Input("chunk_length", default=81, min=5, max=4096, step=4, tooltip="Frames per chunk, the model's clip length: 1 + a multiple of 8 for LTX-Video (97), of 4 for Wan (81, 121)."),
+                io.Int.Input("chunk_length", default=81, min=5, max=4096, step=4, tooltip="Frames per chunk, the model's clip length: 1 + a multiple of 8 for LTX-Video (97), of 4 for Wan (81, 121); 5 + a multiple of 17 for MiniMax H3 (124)."),
                 io.Int.Input("chunks", default=5, min=1, max=1000, tooltip="Number of chunks (n); the paper uses 5."),
                 io.Int.Input("candidates", default=5, min=1, max=100, tooltip="Candidate noises per chunk (m): seeds seed + chunk*m + j. The official code uses 5."),
                 io.Int.Input("preview_steps", default=8, min=1, max=1000, tooltip="Steps of each candidate's preview (k): a complete sample with its own k-step schedule. The paper uses 8, the official driver 3."),
@@ -47,7 +48,7 @@ class KStepNoiseSearch(io.ComfyNode):
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler", tooltip="Any ComfyUI sampler; a seed repeats its per-step noise too, so a preview and its full sample share all randomness."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple", tooltip="Any ComfyUI scheduler; previews get its k-step schedule, full samples its s-step one."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="First candidate seed; the same seed gives the same video."),
-                io.Int.Input("guide_frames", default=1, min=1, max=4096, tooltip="Frames at the end of each chunk that guide the next: 1 is the paper's last frame; more (1 + a multiple of 8 for LTX-Video, of 4 for Wan; Cosmos Predict2 takes 1 only) carry motion across the border."),
+                io.Int.Input("guide_frames", default=1, min=1, max=4096, tooltip="Frames at the end of each chunk that guide the next: 1 is the paper's last frame; more (1 + a multiple of 8 for LTX-Video, of 4 for Wan, 5 + a multiple of 17 for MiniMax H3; Cosmos Predict2 takes 1 only) carry motion across the border."),
                 io.Boolean.Input("drop_repeated_frames", default=True, tooltip="Each chunk starts by repeating its guide frames. On: later chunks drop them, so no frame repeats at the borders. Off: every chunk is kept whole, as the official code does."),
                 io.ClipVision.Input("clip_vision", optional=True, tooltip="ComfyUI CLIP vision model: scores the candidates when no open_clip is connected, and conditions Wan 2.1 I2V (clip_vision_h)."),
                 EXPERTS.Input("experts", optional=True, tooltip="Wan 2.2 A14B I2V: the high- and low-noise experts from Wan 2.2 Experts, in place of model and cfg. Previews and full samples switch expert at the boundary step, as two KSampler (Advanced) nodes split at that step do."),
@@ -84,7 +85,14 @@ class KStepNoiseSearch(io.ComfyNode):
             logging.info("k-Step Noise Search %s", lines[-1])
         lines.append(cost.describe(chunks))
         report = "\n".join(lines)
-        return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)}, report, ui=ui.PreviewText(report))
+        # an audio-video latent (MiniMax H3) stacks each stream's chunks
+        samples = comfy.nested_tensor.cat_nested(latents) if latents[0].is_nested else torch.cat(latents)
+        return io.NodeOutput(torch.cat(images), {"samples": samples}, report, ui=ui.PreviewText(report))
+
+
+def _video_of(latent):
+    """The video of a latent; an audio-video latent (MiniMax H3) holds the video first, as VAE Decode takes it."""
+    return latent.unbind()[0] if latent.is_nested else latent
 
 
 def _log_candidate(j: int, seed: int, score: float) -> None:
@@ -162,8 +170,8 @@ class _ChunkSampler:
 
     def _step_done(self, step, x0, x, total_steps):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        self.progress.advance(x0)
+        self.progress.advance(_video_of(x0))
 
     def _decode(self, latent):
-        images = self.vae.decode(latent)
+        images = self.vae.decode(_video_of(latent))
         return images.reshape(-1, *images.shape[-3:])

@@ -14,18 +14,29 @@ weights that sum to one, so the correction is exact for all of them.
 Cosmos Predict2 video2world also reads a concatenated channel that marks given (clean) frames. ComfyUI
 builds it once for the whole latent, so the denoiser builds it per call instead: 1 for the frames of a
 window at sigma 0 (a context chunk), 0 for the frames being generated.
+
+MiniMax H3 packs a video latent and an audio latent into one; its transformer takes one batch row and
+reads per-row masks: a video row's label is ``1 - m * sigma``, an audio row's ``1 - m * sigma_a`` on the
+audio stream's own shifted schedule. The sampler carries the audio scaled onto the video schedule and
+the transformer converts it at the call's sigma on the way in and out; for rows at other levels the
+denoiser redoes that conversion at the row's own level (``_h3_row_levels``), so each row gets what a call
+at its level gives, and the per-frame correction above applies to both streams alike. The text tokens
+share the sequence and are modulated at the call's sigma, the window's highest level (as they are when
+ComfyUI itself masks H3 rows); given frames run at H3's fixed conditioning label (0.999).
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 import comfy.model_management
+import comfy.nested_tensor
 import comfy.patcher_extension as patcher_extension
 import comfy.sampler_helpers
 import comfy.samplers
+import comfy.utils
 import torch
 
-from .families import DENOISE_MASK, FRAMES_AS_BATCH, TIMESTEP_MATRIX, model_family
+from .families import DENOISE_MASK, FRAMES_AS_BATCH, PACKED_ROW_MASKS, TIMESTEP_MATRIX, model_family
 
 _WRAPPER_KEY = "comfyui-longvideo.frame_levels"
 
@@ -71,6 +82,7 @@ class FramewiseDenoiser:
         self.before_call = before_call
         self._frame_timestep_ratio: Optional[torch.Tensor] = None
         self.model_options = model_options
+        self._stream_levels: Optional[list[torch.Tensor]] = None  # MiniMax H3: the levels of the video and audio rows of the call
         if self.family.mechanism == DENOISE_MASK:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._add_denoise_mask, model_options, is_model_options=True
@@ -78,6 +90,10 @@ class FramewiseDenoiser:
         elif self.family.mechanism == TIMESTEP_MATRIX:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._use_timestep_matrix, model_options, is_model_options=True
+            )
+        elif self.family.mechanism == PACKED_ROW_MASKS:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
             )
 
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
@@ -147,6 +163,68 @@ class FramewiseDenoiser:
         ratio = self._ratio_rows(x.shape[0]).to(timestep)
         return executor(x, timestep[:, None] * ratio, *args, **kwargs)
 
+    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0 of MiniMax H3 windows, in model space (the audio as the sampler carries it).
+
+        ``video`` ``[N, 24, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` ``[N, 32, 2, A]`` (H3's
+        layout: channels, stereo, audio latent frames) with ``audio_sigmas`` ``[N, A]``, each audio frame at
+        the level (on the video schedule) of the video frame it sounds with. The transformer takes one
+        row at a time, so the N windows are denoised one after the other.
+        """
+        self.before_call()
+        self._select_prompt(prompt)
+        rows = [self._denoise_packed_row(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
+        return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
+
+    def _denoise_packed_row(self, video, video_sigmas, audio, audio_sigmas):
+        video_sigmas, audio_sigmas = video_sigmas.to(video), audio_sigmas.to(audio)
+        batch_sigma = torch.maximum(video_sigmas.amax(dim=1), audio_sigmas.amax(dim=1))
+        if not bool((batch_sigma > 0).all()):
+            raise ValueError("Every window must hold at least one frame that is not yet clean.")
+        self._stream_levels = [video_sigmas, audio_sigmas]
+        packed, shapes = comfy.utils.pack_latents([video, audio])
+
+        def per_element(video_values, audio_values):
+            # per-frame values spread over each stream's elements (audio frames are H3's last axis), packed like the latent
+            return comfy.utils.pack_latents([video_values.expand_as(video), audio_values.reshape(1, 1, 1, -1).expand_as(audio)])[0]
+
+        frame_in, frame_x, frame_out = (per_element(v, a) for v, a in zip(self._linear_coefficients(video_sigmas), self._linear_coefficients(audio_sigmas)))
+        batch_in, batch_x, batch_out = (k.reshape(1, 1, 1) for k in self._linear_coefficients(batch_sigma[:, None]))
+        scaled = packed * frame_in / batch_in
+        denoised = self._guide(scaled, batch_sigma)
+        network_out = (denoised - batch_x * scaled) / batch_out
+        video_x0, audio_x0 = comfy.utils.unpack_latents(frame_x * packed + frame_out * network_out, shapes)
+        return video_x0, audio_x0
+
+    def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
+        """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
+        from comfy.ldm.minimax.model import time_shift_sigma
+
+        video, audio = x
+        video_sigmas, audio_sigmas = (levels.to(device=video.device, dtype=torch.float32) for levels in self._stream_levels)
+        transformer = self.model.diffusion_model
+        shift_video = float(transformer_options.get("minimax_h3_sigma_shift_video", transformer.sigma_shift_video))
+        shift_audio = float(transformer_options.get("minimax_h3_sigma_shift_audio", transformer.sigma_shift_audio))
+        # the call's sigma as the transformer reads it (row 0, timestep = 1000 sigma)
+        call_sigma = (timestep.flatten()[0] / 1000.0).float().clamp(min=1e-6)
+        call_audio_sigma = time_shift_sigma(call_sigma, shift_video, shift_audio)
+        audio_levels = time_shift_sigma(audio_sigmas, shift_video, shift_audio)
+        kwargs["denoise_mask"] = (video_sigmas / call_sigma)[:, None, :, None, None].expand(1, 1, *video.shape[2:])
+        kwargs["audio_denoise_mask"] = (audio_levels / call_audio_sigma)[:, None, None, :].expand(1, 1, *audio.shape[2:])
+        scale = float((kwargs.get("minimax_payload") or {}).get("audio_scale", 1.0))
+        if scale == 1.0:
+            return executor(x, timestep, context, transformer_options, **kwargs)
+        # the transformer turned the carried audio c into its own latent c * sigma_a / sigma at the call's
+        # sigma; at a row's own level that factor is its own (shift_audio / shift_video at sigma 0)
+        own_factor = torch.where(audio_sigmas > 0, audio_levels / audio_sigmas.clamp(min=1e-12), torch.full_like(audio_sigmas, shift_audio / shift_video))
+        row_audio = audio * (own_factor / (call_audio_sigma / call_sigma))[:, None, None, :].to(audio)
+        out = executor([video, row_audio], timestep, context, transformer_options, **kwargs)
+        # after this wrapper the transformer makes the carried velocity (1 - scale) * audio + (1 + (scale - 1) sigma_a) * out
+        # at the call's sigma_a; this output makes that the velocity at each row's own sigma_a
+        row_gain = (1.0 + (scale - 1.0) * audio_levels)[:, None, None, :].to(out[1])
+        out[1] = ((1.0 - scale) * (row_audio - audio) + row_gain * out[1]) / (1.0 + (scale - 1.0) * call_audio_sigma).to(out[1])
+        return out
+
 
 class _RunInsideSampling(comfy.samplers.Sampler):
     def __init__(self, body: Callable[[FramewiseDenoiser, torch.Tensor], None], before_call: Callable[[], None]):
@@ -165,13 +243,17 @@ def run_with_framewise_denoiser(
     seed: int,
     body: Callable[[FramewiseDenoiser, torch.Tensor], None],
     before_call: Callable[[], None] = lambda: None,
+    sound_shape: Optional[tuple[int, ...]] = None,
 ) -> None:
     """Run ``body(denoiser, sigmas)`` while ComfyUI has the model loaded and the conditioning prepared.
 
     ``call_shape`` is the largest latent one model call will see; ComfyUI sizes its memory
-    planning and the conditioning (e.g. image-to-video concat latents) from it.
+    planning and the conditioning (e.g. image-to-video concat latents) from it. ``sound_shape``,
+    the largest sound latent of a call, makes it an audio-video latent, as ComfyUI samples LTX-2.
     """
     placeholder = torch.zeros(call_shape)
+    if sound_shape is not None:
+        placeholder = comfy.nested_tensor.NestedTensor((placeholder, torch.zeros(sound_shape)))
     guider.sample(placeholder, placeholder, _RunInsideSampling(body, before_call), sigmas, seed=seed, disable_pbar=True)
 
 

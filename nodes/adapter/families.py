@@ -12,6 +12,8 @@ from ...samplers.frame_levels import NoiseSpace
 DENOISE_MASK = "denoise_mask"  # the model's process_timestep turns a mask into per-frame timesteps
 TIMESTEP_MATRIX = "timestep_matrix"  # the transformer accepts a [B, T] timestep we inject ourselves
 FRAMES_AS_BATCH = "frames_as_batch"  # image-latent models: frames are batch rows with a sigma each
+# audio-video models whose latent packs both streams; their transformer takes per-row masks (MiniMax H3)
+PACKED_ROW_MASKS = "packed_row_masks"
 
 SUPPORTED_FAMILIES = (
     "LTX-Video (LTXV), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
@@ -28,6 +30,7 @@ class Family:
     name: str
     mechanism: str
     marks_clean_frames: bool = False  # the model's only concat input is a channel flagging given frames
+    one_row_per_call: bool = False  # the transformer takes a batch of one (one window, no cond/uncond batching)
 
 
 def model_family(model: model_base.BaseModel) -> Family:
@@ -39,6 +42,8 @@ def model_family(model: model_base.BaseModel) -> Family:
         return Family("Wan 2.2 TI2V-5B", DENOISE_MASK)
     if kind is model_base.CosmosPredict2:
         return Family("Cosmos Predict2", DENOISE_MASK, marks_clean_frames=model.image_to_video)
+    if kind is model_base.MiniMaxH3:
+        return Family("MiniMax H3", PACKED_ROW_MASKS, one_row_per_call=True)
     if kind is model_base.WAN21:
         return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
     if model.latent_format.latent_dimensions == 2:

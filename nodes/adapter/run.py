@@ -7,6 +7,7 @@ frames stream into, progress with previews, and the checks for cancel.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
@@ -18,7 +19,7 @@ from ...samplers.experts import Experts
 from ...samplers.frame_levels import Denoiser, Progress
 from ..progress import FrameProgress
 from .denoiser import ExpertLoader, run_with_framewise_denoisers
-from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
+from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 
 # keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
 INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index", "downscale_ratio_spacial", "downscale_ratio_temporal")
@@ -65,6 +66,11 @@ def sample_video(
     """
     patcher = guidance.guiders[0].model_patcher
     family = model_family(patcher.model)
+    if family.mechanism == PACKED_ROW_MASKS:
+        raise UnsupportedModelError(
+            f"{family.name} makes its video and its sound together, and the samplers do not carry the sound yet. "
+            f"k-Step Noise Search runs it; for these samplers use one of: {SUPPORTED_FAMILIES}."
+        )
     _check_boundaries(guidance.boundaries, sigmas)
     samples = comfy.sample.fix_empty_latent_channels(
         patcher, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
@@ -157,6 +163,10 @@ def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
 def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, family) -> bool:
     if window_batching not in BATCHING_CHOICES:
         raise ValueError(f"Unknown window batching {window_batching!r}; choose one of {', '.join(BATCHING_CHOICES)}.")
+    if family.one_row_per_call:
+        if window_batching == "batched":
+            logging.warning("%s takes one window per model call (its transformer takes a batch of one): the windows of each iteration run one after the other.", family.name)
+        return False
     if window_batching != "auto":
         return window_batching == "batched"
     if family.mechanism == FRAMES_AS_BATCH or layout.windows_per_iteration == 1:

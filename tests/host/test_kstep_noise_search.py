@@ -121,7 +121,7 @@ def test_wan_i2v_with_clip_vision_conditioning(comfy_inprocess, tiny_model_names
         ({"guide_frames": 3}, r"guide_frames 3 is not one"),
         ({"clip_vision": None}, r"Connect a scorer"),
         ({"unet_name": "wan21"}, r"text-to-video \(16 input channels\)"),
-        ({"unet_name": "unsupported_video"}, r"Wan 2.1 / Wan 2.2 A14B I2V and Cosmos Predict2 video2world; this model is"),
+        ({"unet_name": "unsupported_video"}, r"Wan 2.1 / Wan 2.2 A14B I2V, Cosmos Predict2 video2world and MiniMax H3; this model is"),
     ],
 )
 def test_clear_errors(comfy_inprocess, tiny_model_names, change, message):

@@ -44,6 +44,7 @@ EXPECTED_FRAMES = {
     "fifo_wan22_a14b_t2v": 17,
     "pavdm_wan22_a14b_extend": 17,
     "kstep_wan22_a14b_i2v": 9 + 8,
+    "kstep_minimax_h3": 5 + 4,  # H3 chunks of 5 frames
 }
 
 

@@ -157,6 +157,39 @@ COSMOS_PREDICT2 = {
 }
 
 
+# MiniMax H3 (audio + video in one packed sequence). The loader reads every size from the weights;
+# RoPE rotates 6 x rope_inv_freq_len channels of each head (three axes, split halves), so 2
+# frequencies fit a 16-channel head. The token refiner may have no blocks. The text width stays
+# H3's own (Qwen3-VL-32B, 5120), so the shipped workflows' text encoding can be stood in for.
+MINIMAX_H3 = {
+    "hidden_size": 32,
+    "num_layers": 1,
+    "token_refiner_num_layers": 0,
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "ffn_hidden_size": 32,
+    "latents_dim": 24,
+    "audio_latents_dim": 32,
+    "text_dim": 5120,
+    "timestep_input_dim": 32,
+    "time_embed_hidden_size": 32,
+    "time_embed_dim": 32,
+    "rope_inv_freq_len": 2,
+}
+# Larger weights on the time embedding and the output modulation, so that a row's noise label moves its
+# output by about a quarter; the blocks' modulation stays small, so rows feel each other's labels (and
+# the text tokens') through attention only slightly. At 0.02 throughout a label moved the output by 1e-4
+# of its size, too little for a per-row check to tell a right label from a wrong one.
+H3_STDS = (("time_embedder.", 0.3), ("final_layer.adaln_proj.", 0.3))
+
+# ComfyUI builds the H3 video VAE (2.6 B parameters) and audio VAE (151 M) at fixed sizes whatever the
+# file holds. The video VAE's stand-in is the H3 TAEHV (taeh3: 24 latent channels, 12 output
+# channels), which ComfyUI loads as an H3 VAE and which encodes too; the audio VAE has no smaller
+# form, so it is built at its full size (303 MB in float16) with random weights.
+TAEHV_H3 = {"latent_channels": 24}
+MINIMAX_H3_AUDIO_VAE: dict = {}
+
+
 def _skip_init_ops():
     import comfy.ops
     return comfy.ops.disable_weight_init
@@ -222,6 +255,21 @@ def _cosmos_predict2() -> torch.nn.Module:
     return MiniTrainDIT(**COSMOS_PREDICT2, operations=_skip_init_ops())
 
 
+def _minimax_h3() -> torch.nn.Module:
+    from comfy.ldm.minimax.model import MiniMaxH3Model
+    return MiniMaxH3Model(**MINIMAX_H3, operations=_skip_init_ops())
+
+
+def _taehv_h3() -> torch.nn.Module:
+    from comfy.taesd.taehv import TAEHV
+    return TAEHV(**TAEHV_H3)
+
+
+def _minimax_h3_audio_vae() -> torch.nn.Module:
+    from comfy.ldm.minimax.audio_vae import MiniMaxH3AudioVAE
+    return MiniMaxH3AudioVAE()
+
+
 @dataclass(frozen=True)
 class Part:
     """One module of a file: its keys get `prefix`, its tensors are stored as `dtype`."""
@@ -230,6 +278,7 @@ class Part:
     prefix: str = ""
     dtype: torch.dtype = torch.float32
     std: float = 0.02  # of the random weights
+    stds: tuple[tuple[str, float], ...] = ()  # (name prefix, std) for the weights under a prefix, in place of std
 
 
 @dataclass(frozen=True)
@@ -251,7 +300,7 @@ class TinyModel:
             "version": RECIPE_VERSION,
             "comfyui": comfyui_version,
             "seed": self.seed,
-            "parts": [[p.prefix, str(p.dtype), p.std, p.config] for p in self.parts],
+            "parts": [[p.prefix, str(p.dtype), p.std, p.config] + ([[list(pair) for pair in p.stds]] if p.stds else []) for p in self.parts],
             "metadata": self.metadata,
             "sidecar": self.sidecar,
         }
@@ -309,6 +358,19 @@ TINY_MODELS = (
     TinyModel(
         role="cosmos_predict2", folder="diffusion_models", filename="tiny_cosmos_predict2.safetensors", seed=10,
         parts=(Part(_cosmos_predict2, COSMOS_PREDICT2, dtype=torch.float16),),
+    ),
+    TinyModel(
+        role="minimax_h3", folder="diffusion_models", filename="tiny_minimax_h3.safetensors", seed=17,
+        parts=(Part(_minimax_h3, MINIMAX_H3, stds=H3_STDS),),
+    ),
+    TinyModel(
+        role="taeh3", folder="vae", filename="tiny_taeh3.safetensors", seed=18,
+        # as taew22: larger weights, so that previews of different latents differ
+        parts=(Part(_taehv_h3, TAEHV_H3, dtype=torch.float16, std=0.05),),
+    ),
+    TinyModel(
+        role="minimax_h3_audio_vae", folder="vae", filename="minimax_h3_audio_vae_random_weights.safetensors", seed=19,
+        parts=(Part(_minimax_h3_audio_vae, MINIMAX_H3_AUDIO_VAE, dtype=torch.float16),),
     ),
     TinyModel(
         role="clip_vision", folder="clip_vision", filename="tiny_clip_vision.safetensors", seed=8,
@@ -375,13 +437,27 @@ def _tensors_of(model: TinyModel) -> dict[str, torch.Tensor]:
     tensors = {}
     for part in model.parts:
         for name, template in part.build().state_dict().items():
-            value = _initial_value(name, template.shape, generator, part.std)
+            std = next((std for prefix, std in part.stds if name.startswith(prefix)), part.std)
+            value = _initial_value(name, template, generator, std)
             tensors[part.prefix + name] = value.to(part.dtype).contiguous()
     return tensors
 
 
-def _initial_value(name: str, shape: torch.Size, generator: torch.Generator, std: float) -> torch.Tensor:
+def _initial_value(name: str, template: torch.Tensor, generator: torch.Generator, std: float) -> torch.Tensor:
     leaf = name.rsplit(".", 1)[-1]
+    shape = template.shape
+    if leaf == "filter":
+        # the H3 audio VAE's anti-aliasing filters: computed by the module, stored in the file
+        return template.clone()
+    if leaf == "inv_freq":
+        # RoPE frequencies, as a RoPE module computes them (the H3 DiT stores them uninitialised)
+        return 10000.0 ** (-torch.arange(shape[0], dtype=torch.float32) / shape[0])
+    if leaf in ("latents_mean", "latents_std"):
+        # the H3 audio VAE's latent statistics: identity normalisation
+        return torch.ones(shape) if leaf == "latents_std" else torch.zeros(shape)
+    if leaf == "alpha":
+        # Snake activations: the frequency at its usual start (1; SnakeBeta's log-scale 1 is e)
+        return torch.ones(shape)
     if "per_channel_statistics" in name:
         # LTXV latent statistics (buffers created with torch.empty): identity normalisation.
         return torch.ones(shape) if leaf == "std-of-means" else torch.zeros(shape)

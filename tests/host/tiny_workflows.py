@@ -24,14 +24,20 @@ TINY_FILE_ROLE = {
     "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "wan_lora_low",
     "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors": "wan_lora_high",
     "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors": "wan_lora_low",
+    "minimax_h3_fl2va_pruned_int8_convrot.safetensors": "minimax_h3",
+    "minimax_h3_video_vae_fp16.safetensors": "taeh3",
+    "minimax_h3_audio_vae_fp32.safetensors": "minimax_h3_audio_vae",
 }
 # Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
-OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors")
-# width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL
-TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096}
+OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                          "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors")
+# width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL, MiniMax H3 Qwen3-VL-32B
+TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096, "minimax": 5120}
 FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint", "lora_name")
 TEST_SIZES = {"width": 64, "height": 64}
 TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "preview_steps": 2, "steps": 3}
+# MiniMax H3 makes chunks of 5 + 17 n frames
+TEST_SEARCH_H3_CHUNK = 5
 TEST_STITCH = {"chunk_length": 9, "overlap": 2}
 # Nodes that encode pixels with the VAE they are given; the tiny Wan 2.2 TAEHV needs a test encoder.
 ENCODING_NODES = ("VAEEncode", "Wan22ImageToVideoLatent", "LongVideoKStepNoiseSearch")
@@ -51,6 +57,7 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
     prompt = copy.deepcopy(load_api_workflow(name))
     progressive = any(node["class_type"] == "LongVideoProgressiveARSampler" for node in prompt.values())
     text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] for node_id, node in prompt.items() if node["class_type"] == "CLIPLoader"}
+    minimax_h3 = any(node["class_type"] == "CLIPLoader" and node["inputs"]["type"] == "minimax" for node in prompt.values())
     for node_id, node in list(prompt.items()):
         inputs = node["inputs"]
         for key in FILE_INPUTS:
@@ -73,7 +80,7 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
         elif kind == "LongVideoProgressiveARSampler":
             inputs.update(length=length, chunk_size=chunk_size, window_chunks=window_chunks)
         elif kind == "LongVideoKStepNoiseSearch":
-            inputs.update(TEST_SEARCH)
+            inputs.update(TEST_SEARCH, **({"chunk_length": TEST_SEARCH_H3_CHUNK} if minimax_h3 else {}))
         elif kind == "LongVideoChunkStitcher":
             inputs.update(TEST_STITCH)
         elif kind == "CLIPVisionLoader":
