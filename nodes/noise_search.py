@@ -13,6 +13,7 @@ from comfy_api.latest import io, ui
 from ..samplers.noise_search import GuideScorer, SearchCost, search_chunks
 from .clip_scoring import OpenCLIP, clip_vision_embedder
 from .image_to_video import image_to_video
+from .input_checks import check_finite_number, check_images
 from .progress import FrameProgress
 from .schema import CATEGORY
 
@@ -61,6 +62,8 @@ class KStepNoiseSearch(io.ComfyNode):
     def execute(cls, model, positive, negative, vae, guide_image, width, height, chunk_length, chunks, candidates, preview_steps, steps, cfg, sampler_name, scheduler, seed, guide_frames, drop_repeated_frames, clip_vision=None, open_clip=None) -> io.NodeOutput:
         if open_clip is None and clip_vision is None:
             raise ValueError("Connect a scorer for the candidates: clip_vision (for example clip_vision_h) or open_clip (Open CLIP Loader).")
+        check_finite_number("cfg", cfg)
+        check_images(guide_image, "guide_image", min_channels=3)
         scorer_name = open_clip.name if open_clip is not None else "CLIP vision"
         conditioning = image_to_video(model.model, clip_vision)
         conditioning.check(width, height, chunk_length, guide_frames)
