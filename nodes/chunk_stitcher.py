@@ -50,7 +50,7 @@ class ChunkStitcher(io.ComfyNode):
             raise ValueError("Colour anchoring works on decoded images, not latents: set colour_anchor to 'off', or stitch the decoded IMAGE instead.")
         if is_latent:
             frames = latent_samples(chunks, "chunks")
-            check_finite_tensor(frames, "The chunks latent", "check the sampler or encoder that made it.")
+            check_finite_tensor(frames, "the chunks latent", "check the sampler or encoder that made it.")
         else:
             frames = chunks
             check_images(frames, "chunks", min_channels=3 if colour_anchor != ANCHOR_OFF else 1)

@@ -28,7 +28,7 @@ def check_finite_tensor(tensor: torch.Tensor, what: str, fix: str) -> None:
         return
     low, high = torch.aminmax(tensor if tensor.dtype in _MIN_MAX_DTYPES else tensor.float())
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{what} holds NaN or infinite values: {fix}")
+        raise ValueError(f"There are NaN or infinite values in {what}: {fix}")
 
 
 def latent_samples(latent, name: str) -> torch.Tensor:
@@ -51,7 +51,7 @@ def check_images(images, name: str, min_channels: int = 1) -> None:
         raise ValueError(f"The {name} input must be an IMAGE [frames, height, width, channels] with a size in every dimension; got {shape}.")
     if images.shape[-1] < min_channels:
         raise ValueError(f"The {name} images have {images.shape[-1]} colour channel(s); this needs RGB (3). Convert them to RGB first.")
-    check_finite_tensor(images, f"The {name} images", "check the node that made them.")
+    check_finite_tensor(images, f"the {name} images", "check the node that made them.")
 
 
 def check_filename_prefix(prefix: str) -> None:

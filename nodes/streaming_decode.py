@@ -109,7 +109,7 @@ class DecodeToVideoFile(io.ComfyNode):
         check_filename_prefix(filename_prefix)
         latent = latent_samples(samples, "samples")
         check_latent_for_vae(latent, vae, tile_overlap)
-        check_finite_tensor(latent, "The latent to decode", "its frames would decode to black; check the sampler or node that made it.")
+        check_finite_tensor(latent, "the latent to decode", "its frames would decode to black; check the sampler or node that made it.")
         compression = vae.spacial_compression_decode()
         full_output_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression)

@@ -123,7 +123,7 @@ class _ProgressReport:
 
 def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
     clip_video = video_layout(latent_samples(clip.latent, clip.name), family)
-    check_finite_tensor(clip_video, f"The {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
+    check_finite_tensor(clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
     if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:
         raise ValueError(
             f"The {clip.name} latent has {clip_video.shape[1]} channels at {clip_video.shape[4]}x{clip_video.shape[3]} latent "
