@@ -77,9 +77,10 @@ def load_open_clip(checkpoint: str, architecture: str) -> OpenCLIPEmbedder:
     if config_file.is_file():
         config, architecture = _config_from_file(config_file), config_file.stem
     else:
-        config = open_clip.get_model_config(architecture)
-        if config is None:
+        # only open_clip's built-in configs: for a name like hf-hub:<repo>, get_model_config downloads one
+        if architecture not in open_clip.list_models():
             raise ValueError(f"open_clip has no architecture named {architecture[:80]!r}; known ones include ViT-B-32, ViT-B-16, ViT-L-14, ViT-H-14.")
+        config = open_clip.get_model_config(architecture)
     # the weights come from the file: a timm image tower must not fetch its own
     vision = {**config["vision_cfg"], "timm_model_pretrained": False}
     try:

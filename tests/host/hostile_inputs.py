@@ -12,6 +12,7 @@ ComfyUI, or any other exception type, is not.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +58,19 @@ def tensor_source(node_type: str, value) -> dict:
     key = uuid.uuid4().hex
     TENSORS[key] = value
     return {"class_type": node_type, "inputs": {"key": key}}
+
+
+def ending_in_a_preview(prompt: dict) -> dict:
+    """Save Video's format widget is a dynamic combo on ComfyUI 0.33 that API prompts do not fill; preview instead."""
+    prompt = copy.deepcopy(prompt)
+    for node_id, node in list(prompt.items()):
+        if node["class_type"] == "CreateVideo":
+            images = node["inputs"]["images"]
+            del prompt[node_id]
+            prompt[node_id] = {"class_type": "PreviewImage", "inputs": {"images": images}}
+        elif node["class_type"] == "SaveVideo":
+            del prompt[node_id]
+    return prompt
 
 
 class _QuietServer:

@@ -4,13 +4,12 @@ the pack's own message (hostile_inputs.Outcome.refused_by_pack) that says what t
 The cases the hostile-input review found (issue 13) are here by name; test_hostile_properties.py
 throws generated ones.
 """
-import copy
 import math
 
 import pytest
 import torch
 
-from hostile_inputs import Runner, tensor_source
+from hostile_inputs import Runner, ending_in_a_preview, tensor_source
 from tiny_workflows import tiny_workflow
 
 NAN = math.nan
@@ -19,19 +18,6 @@ NAN = math.nan
 @pytest.fixture(scope="module")
 def runner(comfy_inprocess):
     return Runner(comfy_inprocess)
-
-
-def ending_in_a_preview(prompt: dict) -> dict:
-    """Save Video's format widget is a dynamic combo on ComfyUI 0.33 that API prompts do not fill; preview instead."""
-    prompt = copy.deepcopy(prompt)
-    for node_id, node in list(prompt.items()):
-        if node["class_type"] == "CreateVideo":
-            images = node["inputs"]["images"]
-            del prompt[node_id]
-            prompt[node_id] = {"class_type": "PreviewImage", "inputs": {"images": images}}
-        elif node["class_type"] == "SaveVideo":
-            del prompt[node_id]
-    return prompt
 
 
 def fifo(names, **sampler):
