@@ -13,6 +13,9 @@ import os
 
 import torch
 
+# a name longer than this is refused by common file systems (NAME_MAX)
+MAX_NAME_BYTES = 255
+COUNTER_AND_EXTENSION = "_00001_.webm"
 # torch.aminmax covers these; others (fp8) are widened first
 _MIN_MAX_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -36,9 +39,11 @@ def latent_samples(latent, name: str) -> torch.Tensor:
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor):
         raise ValueError(f"The {name} input is not a LATENT with samples: connect the output of a latent node (an empty latent, VAE Encode, a sampler).")
+    if not samples.is_floating_point():
+        raise ValueError(f"The {name} input holds {samples.dtype} values; a latent holds floating-point numbers. Check the node that made it.")
     if samples.ndim not in (4, 5) or 0 in samples.shape:
         raise ValueError(
-            f"The {name} latent has shape {tuple(samples.shape)}; a latent is [batch, channels, height, width] or, for video, "
+            f"The {name} input has shape {tuple(samples.shape)}; a latent is [batch, channels, height, width] or, for video, "
             f"[batch, channels, frames, height, width], with a size in every dimension."
         )
     return samples
@@ -49,6 +54,8 @@ def check_images(images, name: str, min_channels: int = 1) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or 0 in images.shape:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"The {name} input must be an IMAGE [frames, height, width, channels] with a size in every dimension; got {shape}.")
+    if not images.is_floating_point():
+        raise ValueError(f"The {name} images hold {images.dtype} values; an IMAGE holds floating-point colours from 0 to 1. Check the node that made them.")
     if images.shape[-1] < min_channels:
         raise ValueError(f"The {name} images have {images.shape[-1]} colour channel(s); this needs RGB (3). Convert them to RGB first.")
     check_finite_tensor(images, f"the {name} images", "check the node that made them.")
@@ -66,3 +73,11 @@ def check_filename_prefix(prefix: str) -> None:
         raise ValueError(f"filename_prefix {prefix!r} points outside the output folder: give a path inside it, e.g. longvideo/LongVideo.")
     if os.path.basename(path) in (".", ""):
         raise ValueError(f"filename_prefix {prefix!r} has no file name after its folder: end it with a name, e.g. longvideo/LongVideo.")
+    try:
+        *folders, name = [part.encode() for part in path.split(os.sep)]
+    except UnicodeEncodeError as error:
+        raise ValueError(f"filename_prefix holds {error.object[error.start:error.end]!r}, which no file name can hold: remove it.") from None
+    # the saver appends a counter and the extension to the name
+    longest = max([len(folder) for folder in folders] + [len(name) + len(COUNTER_AND_EXTENSION)])
+    if longest > MAX_NAME_BYTES:
+        raise ValueError(f"filename_prefix has a folder or file name of {longest} bytes with the counter and extension; file systems allow {MAX_NAME_BYTES}. Shorten it.")

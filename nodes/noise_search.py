@@ -64,6 +64,8 @@ class KStepNoiseSearch(io.ComfyNode):
             raise ValueError("Connect a scorer for the candidates: clip_vision (for example clip_vision_h) or open_clip (Open CLIP Loader).")
         check_finite_number("cfg", cfg)
         check_images(guide_image, "guide_image", min_channels=3)
+        _check_guide_fits(guide_image, width, height)
+        guide_image = guide_image.float()  # ComfyUI's IMAGE dtype: its resize has no half-precision kernel on CPU
         scorer_name = open_clip.name if open_clip is not None else "CLIP vision"
         conditioning = image_to_video(model.model, clip_vision)
         conditioning.check(width, height, chunk_length, guide_frames)
@@ -84,6 +86,20 @@ class KStepNoiseSearch(io.ComfyNode):
         lines.append(cost.describe(chunks))
         report = "\n".join(lines)
         return io.NodeOutput(torch.cat(images), {"samples": torch.cat(latents)}, report, ui=ui.PreviewText(report))
+
+
+def _check_guide_fits(guide_image: torch.Tensor, width: int, height: int) -> None:
+    """The guide is center-cropped to the video's aspect ratio, then resized; the crop must keep pixels.
+
+    ComfyUI's crop rounds each margin, so a crop of one pixel can round away: two are kept safe.
+    """
+    guide_height, guide_width = guide_image.shape[1:3]
+    cropped = min(guide_width, guide_height * width / height), min(guide_height, guide_width * height / width)
+    if min(cropped) < 2:
+        raise ValueError(
+            f"The guide image is {guide_width}x{guide_height}: cropped to the video's {width}x{height} shape, less than 2 pixels "
+            f"would be left. Use a guide image of about the video's shape."
+        )
 
 
 def _log_candidate(j: int, seed: int, score: float) -> None:

@@ -5,15 +5,19 @@ the test put in TENSORS under a key, so any shape, dtype or value reaches a node
 upstream node's output would.
 
 run() validates and executes a prompt like the server does and returns an Outcome. A refusal is
-"the pack's own" when execution stopped with a ValueError raised by a line of this pack (the
-innermost traceback frame is a file of the pack) with a message: a raw error from torch, PyAV or
-ComfyUI, or any other exception type, is not.
+"the pack's own" when execution stopped with a ValueError that a `raise` statement of this pack
+raised (the innermost traceback frame is a file of the pack and its line a raise), with a message:
+a raw error from torch, PyAV or ComfyUI, a ValueError Python raised inside a line of the pack, or
+any other exception type, is not.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
+import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +77,17 @@ def ending_in_a_preview(prompt: dict) -> dict:
     return prompt
 
 
+def http_get(url: str, timeout: float = 30.0) -> tuple[int, bytes, float]:
+    """Status, body and seconds of one GET."""
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    return status, body, time.perf_counter() - started
+
+
 class _QuietServer:
     def __init__(self):
         self.client_id = None
@@ -102,7 +117,7 @@ class Outcome:
         if error is None or error.get("exception_type") not in PACK_EXCEPTION_TYPES or not error.get("exception_message"):
             return False
         frames = error.get("traceback") or []
-        return bool(frames) and _frame_path(frames[-1]).is_relative_to(PACK_ROOT)
+        return bool(frames) and _frame_path(frames[-1]).is_relative_to(PACK_ROOT) and _frame_code(frames[-1]).startswith("raise ")
 
     def describe(self) -> str:
         if self.validation_errors:
@@ -121,6 +136,13 @@ class Outcome:
 def _frame_path(frame: str) -> Path:
     # traceback.format_tb lines start '  File "<path>", line <n>, in <name>'
     return Path(frame.split('"')[1]).resolve()
+
+
+def _frame_code(frame: str) -> str:
+    """The first source line of a formatted frame: a `raise` when the pack raised, not when Python or a
+    library raised inside a line of the pack (a ValueError from unpacking, for example)."""
+    lines = frame.splitlines()
+    return lines[1].strip() if len(lines) > 1 else ""
 
 
 class Runner:

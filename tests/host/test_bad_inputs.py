@@ -123,6 +123,11 @@ CASES = {
     "filename_prefix outside the output folder": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="../../escape"), "points outside the output folder"),
     "absolute filename_prefix": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="/tmp/escape"), "points outside the output folder"),
     "filename_prefix without a name": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="longvideo/.."), "has no file name"),
+    "filename_prefix too long for a file name": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="longvideo/" + "x" * 250), "file systems allow 255"),
+    "filename_prefix with a lone surrogate": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="a\ud800b"), "which no file name can hold"),
+    "integer images to stitch": (lambda n: stitch(torch.randint(0, 255, (8, 4, 4, 3))), "an IMAGE holds floating-point colours"),
+    "integer latent to continue": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.ones(1, 16, 6, 8, 8, dtype=torch.int64)), "a latent holds floating-point numbers"),
+    "guide image too narrow for the video's shape": (lambda n: kstep(n, guide=torch.rand(1, 64, 1, 3)), "less than 2 pixels"),
     "no tile overlap for a video VAE": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), tile_overlap=0), "tiles must share at least one latent frame"),
     "NaN images to stitch": (lambda n: stitch(with_nan((8, 4, 4, 3))), "NaN or infinite values in the chunks images"),
     "strength NaN": (lambda n: stitch(torch.rand(8, 4, 4, 3), strength=NAN), "strength is nan"),
@@ -135,6 +140,10 @@ CASES = {
     "grey guide image": (lambda n: kstep(n, guide=torch.rand(1, 64, 64, 1)), "colour channel"),
     "guide image without frames": (lambda n: kstep(n, guide=torch.rand(0, 64, 64, 3)), "with a size in every dimension"),
 }
+
+
+def test_a_half_precision_guide_image_is_used_as_float(runner, tiny_model_names):
+    assert runner.run(kstep(tiny_model_names, guide=torch.rand(1, 64, 64, 3).half())).succeeded
 
 
 @pytest.mark.parametrize("case", CASES)

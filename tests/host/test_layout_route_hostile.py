@@ -8,12 +8,12 @@ server to 19 GB, and widget maxima held the event loop for seconds per request.
 import json
 import statistics
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from hostile_inputs import http_get as get
 
 ROUTE = "/api/longvideo/layout"
 ANSWER_WITHIN_S = 3.0
@@ -41,17 +41,6 @@ HOSTILE_QUERIES = [
     ({"method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984", "length": "100000"}, 200, "levels"),
     ({"method": "progressive_ar", "chunk_size": "999999999", "window_chunks": "999999999", "steps": "-999999999"}, 200, "levels"),
 ]
-
-
-def get(url: str, timeout: float = 30.0) -> tuple[int, bytes, float]:
-    """Status, body and seconds of one GET."""
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            status, body = answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, error.read()
-    return status, body, time.perf_counter() - started
 
 
 def layout_url(server, query: dict) -> str:
