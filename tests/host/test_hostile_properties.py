@@ -178,7 +178,7 @@ def feed(prompt, node_id, name, source_type, value):
 def widget_changes(node_type: str, node_id: str, skip=()):
     """(node id, input, hostile value) for any widget of a node of the pack."""
     node_class = pack_module("nodes").NODE_CLASS_MAPPINGS[node_type]
-    widgets = {item.id: item for item in node_class.define_schema().inputs if not item.id in skip and _is_widget(item)}
+    widgets = {item.id: item for item in node_class.define_schema().inputs if item.id not in skip and _is_widget(item)}
     return st.sampled_from(sorted(widgets)).flatmap(lambda name: widget_values(widgets[name]).map(lambda value: ("set", node_id, name, value)))
 
 
