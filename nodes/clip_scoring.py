@@ -138,7 +138,7 @@ class OpenCLIPLoader(io.ComfyNode):
             "compares images only, so the text tower is not loaded, and nothing is downloaded.",
             inputs=[
                 io.Combo.Input("checkpoint", options=checkpoint_files(), tooltip="An open_clip checkpoint (.safetensors, .bin or .pt) from models/clip_vision or models/text_encoders."),
-                io.String.Input("architecture", default="ViT-B-32", tooltip="The open_clip model name the checkpoint was trained as (ViT-B-32, ViT-L-14, ...). A model config saved next to the checkpoint as <checkpoint name>.json replaces it."),
+                io.String.Input("architecture", default="ViT-B-32", tooltip="One of open_clip's built-in model names, the one the checkpoint was trained as (ViT-B-32, ViT-L-14, ...; ViT-B-32-quickgelu for OpenAI's weights). A model config saved next to the checkpoint as <checkpoint name>.json replaces it."),
             ],
             outputs=[OpenCLIP.Output(display_name="open_clip", tooltip="The image encoder, for the open_clip input of k-Step Noise Search.")],
         )

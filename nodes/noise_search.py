@@ -30,7 +30,7 @@ class KStepNoiseSearch(io.ComfyNode):
             "against the guide image with CLIP (the lowest similarity over the frames); the best seed is then sampled with "
             "the full s steps. This keeps one bad initial noise from spoiling every later chunk. Cost: m*k + s steps per chunk.",
             inputs=[
-                io.Model.Input("model", tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, or Wan 2.1 / Wan 2.2 A14B I2V."),
+                io.Model.Input("model", tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 / Wan 2.2 A14B I2V, or Cosmos Predict2 video2world."),
                 io.Conditioning.Input("positive", tooltip="Prompt for every chunk (for LTX-Video through LTXV Conditioning, as in its I2V workflows)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt for classifier-free guidance."),
                 io.Vae.Input("vae", tooltip="The model's VAE: it encodes each chunk's guide frames and decodes the previews and the chunks."),
