@@ -127,7 +127,7 @@ def _bounded_int(query, ranges: dict, name: str, default=...):
             raise MalformedQuery(f"Missing query parameter {name!r}.")
         return default
     if not INTEGER.fullmatch(text):
-        raise MalformedQuery(f"Query parameter {name!r} must be an integer of at most {MAX_DIGITS} digits, got {_echo(text)}.")
+        raise MalformedQuery(f"Query parameters must be integers of at most {MAX_DIGITS} digits; {name} is {_echo(text)}.")
     low, high = ranges[name]
     return min(max(int(text), low), high)
 
