@@ -5,7 +5,6 @@ Run as a script to write them again: python tests/host/example_inputs.py
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch

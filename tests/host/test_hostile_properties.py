@@ -8,7 +8,7 @@ samples or with odd extra keys; connections left out. Whatever comes, the outcom
 
 - ComfyUI's validation rejects the prompt;
 - the pack refuses with its own message (hostile_inputs.Outcome.refused_by_pack: a ValueError
-  raised by a line of the pack, with text);
+  with text, raised by a `raise` statement of the pack);
 - the node succeeds and every tensor it outputs is finite (no silently wrong result).
 
 and no file appears outside the output folder. A slice runs against a real server, which must
@@ -52,12 +52,12 @@ def widget_values(widget) -> st.SearchStrategy:
         is_int = isinstance(widget, io.Int.Input)
         low = widget.min if widget.min is not None else 0
         high = min(widget.max if widget.max is not None else low + 3, low + 3)
-        outside = [st.integers(low, high) if is_int else st.floats(low, high)]
+        numbers = [st.integers(low, high) if is_int else st.floats(low, high)]
         if widget.min is not None:
-            outside.append(st.integers(max_value=int(math.floor(widget.min)) - 1) if is_int else st.floats(max_value=widget.min, exclude_max=True))
+            numbers.append(st.integers(max_value=int(math.floor(widget.min)) - 1) if is_int else st.floats(max_value=widget.min, exclude_max=True))
         if widget.max is not None:
-            outside.append(st.integers(min_value=int(math.ceil(widget.max)) + 1) if is_int else st.floats(min_value=widget.max, exclude_min=True))
-        return st.one_of(odd, *outside)
+            numbers.append(st.integers(min_value=int(math.ceil(widget.max)) + 1) if is_int else st.floats(min_value=widget.max, exclude_min=True))
+        return st.one_of(odd, *numbers)
     if isinstance(widget, io.Combo.Input):
         return st.one_of(odd, st.sampled_from(widget.options), st.text(max_size=20).filter(lambda text: text not in widget.options))
     if isinstance(widget, io.String.Input):
@@ -67,6 +67,7 @@ def widget_values(widget) -> st.SearchStrategy:
 
 @st.composite
 def tensors(draw, min_rank=0, max_rank=6) -> torch.Tensor:
+    """Any rank and a small size, a common dtype, and normal, zero, huge, 0..1 or partly NaN/infinite values."""
     shape = draw(st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 8, 16, 48]), min_size=min_rank, max_size=max_rank).filter(lambda s: math.prod(s) <= MAX_ELEMENTS))
     tensor = torch.randn(shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 1000))))
     content = draw(st.sampled_from(["normal", "zeros", "nan", "inf", "-inf", "huge", "unit"]))
@@ -109,6 +110,7 @@ def latents(draw, channels=16):
 
 @st.composite
 def images(draw):
+    """Often IMAGE-like [frames, height, width, channels] in 0..1, some holding a NaN or infinity; sometimes anything."""
     if draw(st.booleans()):
         return draw(tensors())
     shape = [draw(st.sampled_from([0, 1, 2, 5, 9])), draw(st.sampled_from([1, 2, 8, 16])), draw(st.sampled_from([1, 3, 8, 16])), draw(st.sampled_from([1, 3, 3, 4]))]
