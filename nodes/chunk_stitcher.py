@@ -6,6 +6,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..samplers.chunk_stitching import ANCHOR_OFF, ANCHORS, TRANSITIONS, ColourAnchor, chunk_ranges, join
+from .input_checks import check_finite_number, check_finite_tensor, check_images, latent_samples
 from .schema import CATEGORY
 
 IMAGE_FRAME_DIM = 0
@@ -40,20 +41,20 @@ class ChunkStitcher(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, chunk_length, overlap, **_):
-        if overlap >= chunk_length:
-            return f"overlap ({overlap}) must be smaller than chunk_length ({chunk_length}): each chunk needs frames of its own."
-        return True
-
-    @classmethod
     def execute(cls, chunks, chunk_length, overlap, transition, colour_anchor, strength) -> io.NodeOutput:
+        if overlap >= chunk_length:
+            raise ValueError(f"overlap ({overlap}) must be smaller than chunk_length ({chunk_length}): each chunk needs frames of its own.")
+        check_finite_number("strength", strength)
         is_latent = isinstance(chunks, dict)
-        frames = chunks["samples"] if is_latent else chunks
-        frame_dim = _latent_frame_dim(frames) if is_latent else IMAGE_FRAME_DIM
         if is_latent and colour_anchor != ANCHOR_OFF:
             raise ValueError("Colour anchoring works on decoded images, not latents: set colour_anchor to 'off', or stitch the decoded IMAGE instead.")
-        if frames.shape[frame_dim] == 0:
-            raise ValueError("The batch to stitch has no frames.")
+        if is_latent:
+            frames = latent_samples(chunks, "chunks")
+            check_finite_tensor(frames, "the chunks latent", "check the sampler or encoder that made it.")
+        else:
+            frames = chunks
+            check_images(frames, "chunks", min_channels=3 if colour_anchor != ANCHOR_OFF else 1)
+        frame_dim = _latent_frame_dim(frames) if is_latent else IMAGE_FRAME_DIM
         ranges = chunk_ranges(frames.shape[frame_dim], chunk_length, overlap)
         first_start, first_end = ranges[0]
         anchor = None if colour_anchor == ANCHOR_OFF else ColourAnchor(frames.narrow(frame_dim, first_start, first_end - first_start), colour_anchor)

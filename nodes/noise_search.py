@@ -16,6 +16,7 @@ from ..samplers.noise_search import GuideScorer, SearchCost, search_chunks
 from .clip_scoring import OpenCLIP, clip_vision_embedder
 from .experts import ExpertModels
 from .image_to_video import image_to_video
+from .input_checks import check_finite_number, check_images
 from .progress import FrameProgress
 from .schema import CATEGORY, EXPERTS
 
@@ -65,6 +66,10 @@ class KStepNoiseSearch(io.ComfyNode):
     def execute(cls, positive, negative, vae, guide_image, width, height, chunk_length, chunks, candidates, preview_steps, steps, cfg, sampler_name, scheduler, seed, guide_frames, drop_repeated_frames, model=None, clip_vision=None, open_clip=None, experts=None) -> io.NodeOutput:
         if open_clip is None and clip_vision is None:
             raise ValueError("Connect a scorer for the candidates: clip_vision (for example clip_vision_h) or open_clip (Open CLIP Loader).")
+        check_finite_number("cfg", cfg)
+        check_images(guide_image, "guide_image", min_channels=3)
+        _check_guide_fits(guide_image, width, height)
+        guide_image = guide_image.float()  # ComfyUI's IMAGE dtype: its resize has no half-precision kernel on CPU
         stages = _stages(model, cfg, experts)
         scorer_name = open_clip.name if open_clip is not None else "CLIP vision"
         conditioning = image_to_video(stages.models[0].model, clip_vision)
@@ -93,6 +98,20 @@ class KStepNoiseSearch(io.ComfyNode):
 def _video_of(latent):
     """The video of a latent; an audio-video latent (MiniMax H3) holds the video first, as VAE Decode takes it."""
     return latent.unbind()[0] if latent.is_nested else latent
+
+
+def _check_guide_fits(guide_image: torch.Tensor, width: int, height: int) -> None:
+    """The guide is center-cropped to the video's aspect ratio, then resized; the crop must keep pixels.
+
+    ComfyUI's crop rounds each margin, so a crop of one pixel can round away: two are kept safe.
+    """
+    guide_height, guide_width = guide_image.shape[1:3]
+    cropped = min(guide_width, guide_height * width / height), min(guide_height, guide_width * height / width)
+    if min(cropped) < 2:
+        raise ValueError(
+            f"The guide image is {guide_width}x{guide_height}: cropped to the video's {width}x{height} shape, less than 2 pixels "
+            f"would be left. Use a guide image of about the video's shape."
+        )
 
 
 def _log_candidate(j: int, seed: int, score: float) -> None:

@@ -18,6 +18,7 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..samplers.chunk_stitching import decode_in_tiles, temporal_tiles
+from .input_checks import check_filename_prefix, check_finite_number, check_finite_tensor, latent_samples
 from .schema import CATEGORY
 from .video_file import FORMATS, VideoFileWriter
 
@@ -31,6 +32,7 @@ def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int) -> Itera
     Video latents ``[batch, channels, frames, height, width]`` are decoded in overlapping temporal
     tiles (decode_in_tiles); the videos of a batch follow one another, as VAE Decode lays them out.
     Latents of image models (frames as batch rows) decode frame by frame, ``tile`` rows at a time.
+    The latent must suit the VAE (check_latent_for_vae).
     """
     compression = vae.temporal_compression_decode()
     progress = comfy.utils.ProgressBar(_tile_count(samples, tile, overlap))
@@ -45,10 +47,25 @@ def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int) -> Itera
         for start, end in temporal_tiles(samples.shape[0], tile, 0):
             yield decode(samples[start:end])
         return
-    if compression is None:
-        raise ValueError("This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model.")
     for video in samples:
         yield from decode_in_tiles(lambda latent: decode(latent)[0], video, tile, overlap, compression)
+
+
+def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
+    """The latent's layout and channels must be what the VAE decodes; video tiles must overlap."""
+    compression = vae.temporal_compression_decode()
+    if samples.ndim == 5 and compression is None:
+        raise ValueError("This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model.")
+    if samples.ndim == 4 and compression is not None:
+        raise ValueError(
+            f"The latent is an image latent [batch, channels, height, width], but this VAE decodes video ({compression}x in time): "
+            f"connect a video latent [batch, channels, frames, height, width], or the VAE of the image model that made the latent."
+        )
+    channels = getattr(vae, "latent_channels", None)
+    if channels is not None and samples.shape[1] != channels:
+        raise ValueError(f"The latent has {samples.shape[1]} channels, but this VAE decodes {channels}-channel latents: connect the VAE of the model that made the latent.")
+    if compression is not None and compression > 1 and tile_overlap < 1:
+        raise ValueError(f"tile_overlap is 0, but with {compression}x temporal compression tiles must share at least one latent frame: set tile_overlap to 1 or more.")
 
 
 def _tile_count(samples, tile, overlap) -> int:
@@ -71,7 +88,7 @@ class DecodeToVideoFile(io.ComfyNode):
                 io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."),
                 io.Vae.Input("vae", tooltip="The VAE of the video model (Wan, LTX-Video, ...); its temporal compression sets how tiles line up."),
                 io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=1.0, tooltip="Frames per second of the file (Wan 16, LTX-Video 24)."),
-                io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Where in the output folder the file goes and how its name starts; a counter and the extension are added. Accepts ComfyUI's %date:...% and %Node.widget% formatting."),
+                io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Folder inside the output folder and the start of the file name; a counter and the extension are added. %width%, %height%, %year%, %month%, %day%, %hour%, %minute% and %second% are filled in when the file is written; %date:...% and %Node.widget% only by the editor when it queues the prompt."),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4", tooltip="mp4: H.264. webm: VP9. Both yuv420p, which browsers and players show."),
                 io.Int.Input("crf", default=19, min=0, max=VP9_MAX_CRF, tooltip="Constant quality: lower is better and larger. H.264 takes 0-51 (19 is nearly lossless to the eye), VP9 0-63."),
                 io.Int.Input("tile_frames", default=16, min=1, max=4096, tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory."),
@@ -83,16 +100,16 @@ class DecodeToVideoFile(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, format, crf, tile_frames, tile_overlap, **_):
-        if format == "mp4" and crf > H264_MAX_CRF:
-            return f"crf {crf} is out of H.264's range 0-{H264_MAX_CRF}; use a lower crf or the webm format."
-        if tile_frames < 2 * tile_overlap:
-            return f"tile_overlap ({tile_overlap}) can be at most half of tile_frames ({tile_frames})."
-        return True
-
-    @classmethod
     def execute(cls, samples, vae, fps, filename_prefix, format, crf, tile_frames, tile_overlap) -> io.NodeOutput:
-        latent = samples["samples"]
+        if format == "mp4" and crf > H264_MAX_CRF:
+            raise ValueError(f"crf {crf} is out of H.264's range 0-{H264_MAX_CRF}; use a lower crf or the webm format.")
+        if tile_frames < 2 * tile_overlap:
+            raise ValueError(f"tile_overlap ({tile_overlap}) can be at most half of tile_frames ({tile_frames}).")
+        check_finite_number("fps", fps)
+        check_filename_prefix(filename_prefix)
+        latent = latent_samples(samples, "samples")
+        check_latent_for_vae(latent, vae, tile_overlap)
+        check_finite_tensor(latent, "the latent to decode", "its frames would decode to black; check the sampler or node that made it.")
         compression = vae.spacial_compression_decode()
         full_output_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression)

@@ -131,8 +131,11 @@ def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, tempo
     frames are crossfaded linearly, as ComfyUI's own tiled decode blends them, and only one tile
     is decoded at a time.
     """
-    tiles = (decode(latent[None, :, start:end]) for start, end in temporal_tiles(latent.shape[1], tile, overlap))
-    yield from stream_join(tiles, decoded_overlap(overlap, temporal_compression), "linear")
+    ranges = temporal_tiles(latent.shape[1], tile, overlap)
+    shared = decoded_overlap(overlap, temporal_compression)
+    tiles = (decode(latent[None, :, start:end]) for start, end in ranges)
+    # a lone tile shares no frames, so it may be as short as the overlap (a video of one latent frame)
+    yield from stream_join(tiles, shared if len(ranges) > 1 else 0, "linear")
 
 
 def _lab(images: torch.Tensor) -> torch.Tensor:

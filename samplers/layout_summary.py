@@ -9,12 +9,10 @@ the sampling.
 """
 from __future__ import annotations
 
-from collections import Counter
-from itertools import islice
 from typing import Optional
 
 from .diagonal_queue import QueueLayout
-from .progressive_ar import ChunkLayout, call_count, chunk_count, chunk_schedule
+from .progressive_ar import ChunkLayout, call_count, chunk_count, chunks_in_window
 
 
 def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Optional[int] = None) -> dict:
@@ -25,11 +23,6 @@ def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Opti
     the whole schedule, re-noised into the queue).
     """
     windows = layout.windows()
-    run_calls = None
-    if length is not None:
-        iterations = layout.warmup_frames(layout.window) + length
-        in_flight = Counter(layout.in_flight_counts(iterations))
-        run_calls = layout.levels + sum(len(layout.windows(n)) * times for n, times in in_flight.items())
     return {
         "method": "diagonal_queue",
         "group_name": "partition",
@@ -43,8 +36,22 @@ def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Opti
         "windows": [{"start": w.start, "stop": w.stop, "write_start": w.write_start} for w in windows],
         "frames_per_call": layout.window,
         "calls_per_frame": len(windows),
-        "run_calls": run_calls,
+        "run_calls": None if length is None else _queue_run_calls(layout, windows, length),
     }
+
+
+def _queue_run_calls(layout: QueueLayout, windows: list, length: int) -> int:
+    """Model windows of a run with the default start, counted without walking the iterations.
+
+    The first clip takes one call per level. Then the queue runs full for all but its last
+    ``draining`` iterations, where ``draining, ..., 1`` frames are in flight (in_flight_counts);
+    a window runs while more frames are in flight than its write offset from the head, so window
+    ``k`` runs in ``max(0, draining - offset_k)`` of the draining iterations.
+    """
+    iterations = layout.warmup_frames(layout.window) + length
+    draining = min(layout.levels, iterations)
+    offsets = [w.write_start - layout.context_slots for w in windows]
+    return layout.levels + (iterations - draining) * len(windows) + sum(max(0, draining - offset) for offset in offsets)
 
 
 def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Optional[int] = None) -> dict:
@@ -56,7 +63,7 @@ def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Opt
     warning = None if steps is None else layout.steps_problem(steps)
     drawn_steps = layout.noisy_frames if steps is None or warning else steps
     shift = drawn_steps // layout.window_chunks
-    full_window = next(islice(chunk_schedule(layout.window_chunks, layout.window_chunks, drawn_steps), (layout.window_chunks - 1) * shift, None))
+    full_window = chunks_in_window((layout.window_chunks - 1) * shift, layout.window_chunks, layout.window_chunks, drawn_steps)
     steps_left, group = [0] * layout.chunk, [-1] * layout.chunk
     for j, left in full_window:
         steps_left += [left] * layout.chunk

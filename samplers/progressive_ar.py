@@ -88,10 +88,21 @@ def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[
     A chunk with ``r`` steps left is at ``sigmas[steps - r]`` and moves to ``sigmas[steps - r + 1]``;
     it is finished after the call in which ``r == 1``.
     """
-    shift = steps // window_chunks
     for call in range(call_count(num_chunks, window_chunks, steps)):
-        entered = min(num_chunks, call // shift + 1)
-        yield [(j, steps - (call - j * shift)) for j in range(entered) if call - j * shift < steps]
+        yield chunks_in_window(call, num_chunks, window_chunks, steps)
+
+
+def chunks_in_window(call: int, num_chunks: int, window_chunks: int, steps: int) -> list[tuple[int, int]]:
+    """The chunks in the window at model call ``call`` (oldest first), each with the steps it has left.
+
+    Chunk ``j`` enters before call ``j * shift`` and takes the next ``steps`` calls, so only the
+    chunks from ``(call - steps) // shift + 1`` on can still be in the window: the work is one
+    window's, whatever the call or the number of chunks.
+    """
+    shift = steps // window_chunks
+    first = max(0, (call - steps) // shift + 1)
+    entered = min(num_chunks, call // shift + 1)
+    return [(j, steps - (call - j * shift)) for j in range(first, entered)]
 
 
 def generate(

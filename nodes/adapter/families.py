@@ -25,6 +25,11 @@ class UnsupportedModelError(ValueError):
     pass
 
 
+# ComfyUI reports an exception by its module and class name, and a custom node's modules are named
+# after its folder path: without this the error would show the user a file path as its type.
+UnsupportedModelError.__module__ = "comfyui_longvideo"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str

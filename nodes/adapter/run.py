@@ -17,9 +17,11 @@ import torch
 
 from ...samplers.experts import Experts
 from ...samplers.frame_levels import Denoiser, Progress
+from ..input_checks import check_finite_number, check_finite_tensor, latent_samples
 from ..progress import FrameProgress
 from .denoiser import ExpertLoader, run_with_framewise_denoisers
 from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
+from .inputs import check_latent_channels, check_sigmas
 
 # keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
 INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index", "downscale_ratio_spacial", "downscale_ratio_temporal")
@@ -64,6 +66,8 @@ def sample_video(
     ``latent`` gives batch, channels and size; ``layout`` is the sampler's layout (its
     frames_per_call and windows_per_iteration size the model calls).
     """
+    check_finite_number("eta", eta)
+    check_sigmas(sigmas)
     patcher = guidance.guiders[0].model_patcher
     family = model_family(patcher.model)
     if family.mechanism == PACKED_ROW_MASKS:
@@ -73,8 +77,9 @@ def sample_video(
         )
     _check_boundaries(guidance.boundaries, sigmas)
     samples = comfy.sample.fix_empty_latent_channels(
-        patcher, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+        patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     video = video_layout(samples, family)
+    check_latent_channels(video, patcher.model, family)
     batch, channels, _, height, width = video.shape
     clip_video = None if clip is None else _clip_video(clip, family, video)
     windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family) else 1
@@ -146,7 +151,8 @@ class _ProgressReport:
 
 
 def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
-    clip_video = video_layout(clip.latent["samples"], family)
+    clip_video = video_layout(latent_samples(clip.latent, clip.name), family)
+    check_finite_tensor(clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
     if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:
         raise ValueError(
             f"The {clip.name} latent has {clip_video.shape[1]} channels at {clip_video.shape[4]}x{clip_video.shape[3]} latent "

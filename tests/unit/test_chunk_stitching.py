@@ -143,7 +143,7 @@ def framewise_causal_decode(compression):
 
 
 @pytest.mark.parametrize("compression", [1, 4, 8])
-@pytest.mark.parametrize("latent_frames, tile, overlap", [(21, 8, 2), (13, 4, 1), (30, 16, 3), (6, 16, 2)])
+@pytest.mark.parametrize("latent_frames, tile, overlap", [(21, 8, 2), (13, 4, 1), (30, 16, 3), (6, 16, 2), (1, 4, 1), (2, 16, 2)])
 def test_tiles_of_a_decoder_without_temporal_context_join_to_its_full_decode(compression, latent_frames, tile, overlap):
     # with no context to miss, any misplaced or dropped tile frame shows as a difference
     decode = framewise_causal_decode(compression)

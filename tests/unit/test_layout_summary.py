@@ -47,8 +47,9 @@ def test_official_defaults_cost_eight_windows_per_frame():
     assert len(summary["steps_left"]) == 8 + 64
 
 
-@pytest.mark.parametrize("layout", [QueueLayout(4, 2), QueueLayout(4, 2, lookahead=True), QueueLayout(3, 3, lookahead=True)])
-@pytest.mark.parametrize("length", [1, 5, 20])
+@pytest.mark.parametrize("layout", [QueueLayout(4, 2), QueueLayout(4, 2, lookahead=True), QueueLayout(3, 3, lookahead=True),
+                                    QueueLayout(5, 1), QueueLayout(1, 3), QueueLayout(5, 2, lookahead=True)])
+@pytest.mark.parametrize("length", [1, 5, 20, 37])
 def test_run_calls_count_what_the_sampler_runs(layout, length):
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / layout.levels, layout.levels), torch.zeros(1)])
     calls = []

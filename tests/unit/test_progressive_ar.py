@@ -5,7 +5,7 @@ import torch
 
 from gaussian_video import GaussianVideo
 from samplers.frame_levels import NoiseSpace, fresh_noise, sample_clip
-from samplers.progressive_ar import ChunkLayout, chunk_schedule, generate
+from samplers.progressive_ar import ChunkLayout, call_count, chunk_schedule, chunks_in_window, generate
 
 FLOW = NoiseSpace.RECTIFIED_FLOW
 SPACES = [NoiseSpace.RECTIFIED_FLOW, NoiseSpace.VARIANCE_EXPLODING]
@@ -185,3 +185,12 @@ def test_streaming_computes_chunks_only_as_they_are_consumed():
     # the first chunk is out after its 6 steps; nothing beyond the window was computed
     assert len(process.calls) == 6
     assert max(shape[2] for shape, _, _ in process.calls) == 6
+
+
+@pytest.mark.parametrize("num_chunks, window_chunks, steps", [(1, 1, 1), (5, 2, 4), (7, 3, 6), (20, 6, 30), (3, 4, 8)])
+def test_the_window_at_any_call_follows_the_one_rule(num_chunks, window_chunks, steps):
+    # docs/algorithms.md §2.2: chunk j enters before call j * m and takes the next T calls
+    shift = steps // window_chunks
+    for call in range(call_count(num_chunks, window_chunks, steps)):
+        expected = [(j, steps - (call - j * shift)) for j in range(num_chunks) if j * shift <= call < j * shift + steps]
+        assert chunks_in_window(call, num_chunks, window_chunks, steps) == expected
