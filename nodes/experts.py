@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import comfy.model_base as model_base
 from comfy_api.latest import io
 
+from .input_checks import check_finite_number
 from .schema import CATEGORY, EXPERTS
 
 # Wan 2.2 A14B's own switch levels (the sigma at which its low-noise expert takes over)
@@ -77,6 +78,8 @@ class WanExperts(io.ComfyNode):
 
     @classmethod
     def execute(cls, high_noise_model, low_noise_model, boundary, high_noise_cfg, low_noise_cfg, switch_every) -> io.NodeOutput:
+        for name, value in (("boundary", boundary), ("high_noise_cfg", high_noise_cfg), ("low_noise_cfg", low_noise_cfg)):
+            check_finite_number(name, value)
         check_pair(high_noise_model, low_noise_model)
         if boundary == AUTO_BOUNDARY:
             boundary = default_boundary(high_noise_model)

@@ -16,7 +16,7 @@ from pack_access import pack_module
 PACK_NODES = (
     "LongVideoChunkStitcher", "LongVideoDecodeToVideoFile", "LongVideoDiagonalQueueSampler", "LongVideoKStepNoiseSearch",
     "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoOpenCLIPLoader", "LongVideoProgressiveARSampler",
-    "LongVideoPromptFrameRange",
+    "LongVideoPromptFrameRange", "LongVideoWanExperts",
 )
 NOT_AN_OPTION = "not one of the options"
 

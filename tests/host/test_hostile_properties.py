@@ -136,6 +136,12 @@ def ending_in(prompt: dict, node_id: str) -> dict:
     return kept | {"99": {"class_type": "PreviewAny", "inputs": {"source": [node_id, 0]}}}
 
 
+def experts_prompt(names):
+    """The A14B Diagonal Queue workflow, Wan 2.2 Experts at node 10 and the sampler at node 16."""
+    prompt = tiny_workflow("fifo_wan22_a14b_t2v", names, length=3, window=2, partitions=2)
+    return ending_in(prompt, "16")
+
+
 def sampler_prompt(names, workflow, **sampler):
     prompt = tiny_workflow(workflow, names, length=3, window=2, partitions=1, chunk_size=1, window_chunks=2)
     prompt["11"]["inputs"].update(sampler)
@@ -235,6 +241,10 @@ NODES = {
         images().map(lambda value: ("LongVideoHostileImage", "11", "guide_image", value)),
         st.sampled_from(["clip_vision", "open_clip"]).map(lambda name: ("drop", "11", name, None))), min_size=1, max_size=2), 80),
     "LongVideoOpenCLIPLoader": (open_clip_prompt, lambda: st.lists(widget_changes("LongVideoOpenCLIPLoader", "11"), min_size=1, max_size=2), 60),
+    "LongVideoWanExperts": (experts_prompt, lambda: st.lists(st.one_of(
+        widget_changes("LongVideoWanExperts", "10"),
+        st.sampled_from(["high_noise_model", "low_noise_model"]).map(lambda name: ("drop", "10", name, None)),
+        latents().map(lambda value: ("LongVideoHostileLatent", "16", "latent", value))), min_size=1, max_size=3), 40),
 }
 
 # ------------------------------------------------------------------------------------------ checks
