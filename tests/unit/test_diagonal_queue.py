@@ -212,8 +212,10 @@ def test_model_calls_and_frames_per_call_follow_the_spec(name, num_frames):
     region = f // 2 if layout.lookahead else f
     skipped = sum(windows_per_iteration - math.ceil(live / region) for live in in_flight)
     assert len(process.calls) == official - skipped
-    # f frames per call; only when fewer than f frames are left does the window shrink to them
-    expected_lengths = [min(f, layout.context_slots + live) for live in in_flight for _ in range(math.ceil(live / region))]
+    # f frames per call to the end: while the queue drains, its finished frames stay in front as clean
+    # context (docs/algorithms.md §1.5); only a run shorter than the queue has fewer frames to show
+    queue_frames = layout.context_slots + min(S, iterations)
+    expected_lengths = [min(f, queue_frames) for live in in_flight for _ in range(math.ceil(live / region))]
     assert [shape[2] for shape, _, _ in process.calls] == expected_lengths
 
 
