@@ -17,18 +17,19 @@ from .diagonal_queue import QueueLayout
 from .progressive_ar import ChunkLayout, call_count, chunk_count, chunk_schedule
 
 
-def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Optional[int] = None) -> dict:
+def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0) -> dict:
     """The diagonal queue of one steady-state iteration.
 
     ``steps`` is the connected scheduler's step count, if known; ``length`` the output latent
     frames, which gives ``run_calls`` for the sampler's default start (a first clip sampled with
-    the whole schedule, re-noised into the queue).
+    the whole schedule, re-noised into the queue); ``reference_frames`` the clean frames anchoring
+    shows in front of every window (anchoring.py), which every call pays for.
     """
     windows = layout.windows()
+    g = layout.frames_per_level
     run_calls = None
     if length is not None:
-        iterations = layout.warmup_frames(layout.window) + length
-        in_flight = Counter(layout.in_flight_counts(iterations))
+        in_flight = Counter(layout.in_flight_counts(layout.warmup_frames(layout.window) + length))
         run_calls = layout.levels + sum(len(layout.windows(n)) * times for n, times in in_flight.items())
     return {
         "method": "diagonal_queue",
@@ -38,20 +39,21 @@ def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Opti
         "steps_needed": str(layout.levels),
         "steps_warning": None if steps is None else layout.steps_problem(steps),
         "context_slots": layout.context_slots,
-        "steps_left": [0] * layout.context_slots + [j + 1 for j in range(layout.levels)],
-        "group": [-1] * layout.context_slots + [j // layout.window for j in range(layout.levels)],
+        "steps_left": [0] * layout.context_slots + [j // g + 1 for j in range(layout.slots)],
+        "group": [-1] * layout.context_slots + [j // layout.window for j in range(layout.slots)],
         "windows": [{"start": w.start, "stop": w.stop, "write_start": w.write_start} for w in windows],
-        "frames_per_call": layout.window,
-        "calls_per_frame": len(windows),
+        "frames_per_call": layout.window + reference_frames,
+        "reference_frames": reference_frames,
+        "calls_per_frame": len(windows) / g if g > 1 else len(windows),
         "run_calls": run_calls,
     }
 
 
-def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Optional[int] = None) -> dict:
+def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0) -> dict:
     """The progressive window right after a shift, when it is full.
 
     Without a usable ``steps`` the window is drawn for PA-VDM's own setting, one step per noisy
-    latent frame.
+    latent frame. ``reference_frames``: as for queue_summary.
     """
     warning = None if steps is None else layout.steps_problem(steps)
     drawn_steps = layout.noisy_frames if steps is None or warning else steps
@@ -72,7 +74,8 @@ def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Opt
         "steps_left": steps_left,
         "group": group,
         "windows": [{"start": 0, "stop": layout.window_frames, "write_start": layout.chunk}],
-        "frames_per_call": layout.window_frames,
+        "frames_per_call": layout.window_frames + reference_frames,
+        "reference_frames": reference_frames,
         "calls_per_frame": shift / layout.chunk,
         "run_calls": None if length is None else call_count(chunk_count(length, layout.chunk), layout.window_chunks, drawn_steps),
     }
