@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..samplers import progressive_ar
 from .adapter import ClipInput, sample_video
 from .prompt_schedule import guidance_from_inputs
-from .schema import CATEGORY, guidance_inputs
+from .schema import CATEGORY, guidance_inputs, run_inputs
 
 
 class ProgressiveARSampler(io.ComfyNode):
@@ -30,14 +30,16 @@ class ProgressiveARSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the chunk noise; the same seed gives the same video."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="0: deterministic Euler steps (the official sampler). Above 0: ancestral steps with fresh noise."),
                 io.Latent.Input("context", optional=True, tooltip="A clip to extend (for example a VAE-encoded video): its last chunk_size latent frames are the first clean context chunk. Without it the video starts from noise. The output holds only the new frames."),
+                *run_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="Exactly `length` new latent frames.")],
         )
 
     @classmethod
-    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None) -> io.NodeOutput:
+    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None,
+                anchor=None, checkpoints=None) -> io.NodeOutput:
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None if context is None else ClipInput(context, "context", "connect a VAE-encoded clip, or leave the context unconnected.")
         out = sample_video(guidance, latent, sigmas, sampler=progressive_ar.generate, layout=progressive_ar.ChunkLayout(chunk_size, window_chunks),
-                           length=length, seed=seed, eta=eta, clip=clip)
+                           length=length, seed=seed, eta=eta, clip=clip, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

@@ -188,6 +188,12 @@ class QueueLayout:
         """The first iteration whose frames all come at or after output frame ``from_frame``."""
         return -(-(from_frame + warmup) // self.frames_per_level)
 
+    def reroll_switch(self, state: "QueueState", from_frame: int, steps: int) -> tuple[int, int]:
+        """For a re-roll from ``from_frame`` that goes on from ``state``: the first frame it may change,
+        and the iteration of the run after which it has taken over (Progress numbering)."""
+        position = self.reroll_position(from_frame, state.warmup)
+        return position * self.frames_per_level - state.warmup, state.iteration - state.position + position
+
 
 @dataclass(frozen=True)
 class QueueState:
@@ -367,14 +373,14 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
         if position == switch:
             generator, prompt_of_frame = reroll.switch(generator, prompt_of_frame)
         block = 1
-        if split is not None and layout.enqueued(position, total) == g and (generator is not None or eta <= 0):
+        if split is not None and layout.in_flight(position, total) == layout.slots and (generator is not None or eta <= 0):
             last = iterations if switch is None or switch <= position else switch
-            while block < experts.switch_every and position + block < last and layout.enqueued(position + block, total) == g:
+            while block < experts.switch_every and position + block < last and layout.in_flight(position + block, total) == layout.slots:
                 block += 1
         plans = [iteration_plan(position + t) for t in range(block)]
         if block > 1:
-            now, nxt = plans[0][2], plans[0][3]
-            ahead = _run_ahead(experts, queue, split, [plan[4] for plan in plans], now, nxt, space, eta, generator, sigmas, g, state.reference)
+            enqueues = [layout.enqueued(position + t, total) for t in range(block)]
+            ahead = _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, layout.context_slots, state.reference)
             for t in range(block - 1):
                 yield (position + t) * g, next(ahead), None
             finished = next(ahead)
@@ -418,38 +424,36 @@ def _draw_noise(queue, generator, eta, sigmas, enqueue, kept=0):
 
 
 def _segment_split(layout):
-    """The slot below which the cleaner expert works, where the layout has an experts' split: its
-    windows never read across it, so frames flow only from the noisier segment into the cleaner one."""
-    return None if layout.split is None else layout.context_slots + layout.split
+    """The in-flight slot below which the cleaner expert works, where the layout has an experts' split:
+    its windows never read across it, so frames flow only from the noisier segment into the cleaner one."""
+    return layout.split
 
 
-def _run_ahead(experts, queue, split, calls, now, nxt, space, eta, generator, sigmas, g, reference):
-    """``len(calls)`` iterations of a full queue that enqueues a full group each time, the noisier
-    segment (slots from ``split`` on) first for all of them, its frames that cross into the
-    cleaner segment kept until the cleaner expert takes them. The noise is drawn in the plain
-    order; the cleaner segment draws its share again from the generator's saved states, so running
-    ahead holds no noise in advance. Yields each iteration's finished head frames and returns the
-    queue after the last iteration."""
-    noisy_calls = [[call for call in iteration if call[2].windows[0].start >= split] for iteration in calls]
-    clean_calls = [[call for call in iteration if call[2].windows[0].start < split] for iteration in calls]
+def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, context, reference):
+    """The iterations of ``plans`` (each a full queue), the noisier segment (slots from ``split`` on,
+    counted from the head) first for all of them, its frames that cross into the cleaner segment
+    kept until the cleaner expert takes them. The noise is drawn in the plain order; the cleaner
+    segment draws its share again from the generator's saved states, so running ahead holds no
+    noise in advance. Yields each iteration's finished head frames and returns the queue after the
+    last iteration."""
     noisy, crossing, states = queue, [], []
-    for iteration_calls in noisy_calls:
+    for (front, _, now, nxt, calls), enqueue in zip(plans, enqueues):
         states.append(generator.get_state() if eta > 0 else None)
-        noise, tail = _draw_noise(noisy, generator, eta, sigmas, g)
-        noisy = _advance(experts, iteration_calls, noisy, now, nxt, space, eta, noise, reference)
-        crossing.append(noisy[:, :, split : split + g].clone())  # a copy: a view would keep the whole queue alive
-        noisy = torch.cat([noisy[:, :, g:], *tail], dim=FRAME_DIM)
+        noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue, kept=front - context)
+        noisy = _advance(experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, space, eta, noise, reference)
+        crossing.append(noisy[:, :, front + split : front + split + g].clone())  # a copy: a view would keep the whole queue alive
+        noisy = torch.cat([noisy[:, :, enqueue:], *tail], dim=FRAME_DIM)
     replay = torch.Generator(device=generator.device) if eta > 0 else None
-    clean = queue[:, :, :split]
-    for iteration_calls, state, crossed in zip(clean_calls, states, crossing):
+    clean = queue[:, :, : plans[0][0] + split]
+    for (front, _, now, nxt, calls), enqueue, state, crossed in zip(plans, enqueues, states, crossing):
         noise = None
         if state is not None:
             replay.set_state(state)
-            noise = fresh_noise(queue.shape, replay, queue)
-        clean = _advance(experts, iteration_calls, clean, now, nxt, space, eta, noise, reference)
-        yield clean[:, :, :g].clone()
-        clean = torch.cat([clean[:, :, g:], crossed], dim=FRAME_DIM)
-    return torch.cat([clean, noisy[:, :, split:]], dim=FRAME_DIM)
+            noise, _ = _draw_noise(queue, replay, eta, sigmas, 0, kept=front - context)
+        clean = _advance(experts, [call for call in calls if call[2].windows[0].start < front + split], clean, now, nxt, space, eta, noise, reference)
+        yield clean[:, :, front : front + g].clone()
+        clean = torch.cat([clean[:, :, enqueue:], crossed], dim=FRAME_DIM)
+    return torch.cat([clean, noisy[:, :, clean.shape[FRAME_DIM] :]], dim=FRAME_DIM)
 
 
 def _advance(experts, calls, queue, now, nxt, space, eta, noise, reference=None):

@@ -63,6 +63,11 @@ class ChunkLayout:
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
         check_schedule(sigmas, "window", self.steps_problem)
 
+    def reroll_switch(self, state, from_frame: int, steps: int) -> tuple[int, int]:
+        """For a re-roll from ``from_frame``: the first frame it may change (the first chunk that starts
+        at or after it), and the call after which it has taken over (Progress numbering)."""
+        return -(-from_frame // self.chunk) * self.chunk, reroll_call(from_frame, self.chunk, self.window_chunks, steps)
+
     def steps_problem(self, steps: int) -> Optional[str]:
         """Why a schedule of ``steps`` steps does not fit the window, or None when it does."""
         if steps >= 1 and steps % self.window_chunks == 0:

@@ -128,17 +128,13 @@ def test_running_the_noisy_expert_ahead_gives_the_same_bits_with_fewer_switches(
     # 9 of the 16 levels are below the boundary: an iteration needs both experts while more than
     # 9 frames are in flight. The first clip switches once; in step, every such iteration switches
     # once (each starts with the expert the last one ended with) and the first iteration with the
-    # low-noise expert alone once more. Ahead, the 26 iterations that enqueue fresh noise go in
-    # blocks of 6, 6, 6, 6, 2 with two switches each; the other 7 mixed iterations (the draining
-    # queue's) stay in step, and as an odd number they end with the high-noise expert, so the first
-    # iteration with the low-noise expert alone switches once more.
-    total = 30 + layout.levels - layout.window
-    in_flight = list(layout.in_flight_counts(total))
-    mixed = sum(1 for n in in_flight if n > 9)
-    enqueuing = sum(1 for position in range(len(in_flight)) if layout.enqueued(position, total))
-    assert (mixed, enqueuing) == (33, 26)
+    # low-noise expert alone once more. Ahead, the 27 iterations of a full queue go in blocks of
+    # 6, 6, 6, 6, 3 with two switches each; the draining queue's 6 mixed iterations stay in step.
+    in_flight = list(layout.in_flight_counts(30 + layout.levels - layout.window))
+    mixed, full = sum(1 for n in in_flight if n > 9), in_flight.count(layout.levels)
+    assert (mixed, full) == (33, 27)
     assert in_step.switches == 1 + mixed + 1
-    assert ahead.switches == 1 + 2 * 5 + (mixed - enqueuing) + 1
+    assert ahead.switches == 1 + 2 * 5 + (mixed - full)
 
 
 def test_running_ahead_needs_windows_that_keep_to_their_expert():
