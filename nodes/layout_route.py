@@ -37,8 +37,10 @@ async def layout_handler(request: web.Request) -> web.Response:
     method = query.get("method")
     try:
         steps, length = _optional_int(query, "steps"), _optional_int(query, "length")
+        # clean frames a Reference Anchor adds to every call
+        reference = _optional_int(query, "reference_frames") or 0
         if method == "diagonal_queue":
-            sizes = int(query["window"]), int(query.get("partitions", 1))
+            sizes = int(query["window"]), int(query.get("partitions", 1)), query.get("lookahead") == "true", int(query.get("frames_per_level", 1))
         elif method == "progressive_ar":
             sizes = int(query["chunk_size"]), int(query["window_chunks"])
         else:
@@ -51,9 +53,9 @@ async def layout_handler(request: web.Request) -> web.Response:
         if method == "diagonal_queue":
             # the cost of a run is known only when the sampler makes its own first clip
             first_clip = query.get("start", START_FROM_CLIP) == START_FROM_CLIP
-            summary = queue_summary(QueueLayout(*sizes, query.get("lookahead") == "true"), steps, length if first_clip else None)
+            summary = queue_summary(QueueLayout(*sizes), steps, length if first_clip else None, reference)
         else:
-            summary = window_summary(ChunkLayout(*sizes), steps, length)
+            summary = window_summary(ChunkLayout(*sizes), steps, length, reference)
     except ValueError as refused:
         return web.json_response({"error": str(refused)})
     return web.json_response(summary)
