@@ -60,7 +60,7 @@ class Lookahead(io.ComfyNode):
             description="Shifts windows by half a window and writes back only the noisier half of each, so every frame is "
             "denoised with cleaner frames in front of it. Doubles the model calls.",
             inputs=[
-                io.Boolean.Input("enabled", default=True, tooltip="Lookahead denoising on or off (the official code has it on)."),
+                io.Boolean.Input("enabled", default=True, tooltip="Lookahead denoising on or off (the official code has it on). Keep it on for models trained with one noise level per clip (Wan, LTX-Video, Cosmos as released): without it the video changes more from frame to frame."),
                 QueueOptions.Input("options", optional=True, tooltip="Options from another queue option node to extend."),
             ],
             outputs=[QueueOptions.Output(display_name="options", tooltip="Connect to the Diagonal Queue Sampler's options input.")],
