@@ -187,7 +187,7 @@ def _metadata(path) -> str:
         return file.metadata()["longvideo"]
 
 
-def test_the_server_lists_new_states_and_resumes_a_cancelled_run(comfy_server, tiny_model_names):
+def test_the_server_lists_new_states_resumes_a_cancelled_run_and_rerolls_it(comfy_server, tiny_model_names):
     prompt, sampler_id = checkpointed(tiny_model_names, "diagonal_queue", every_frames=8)
     prompt[sampler_id]["inputs"]["length"] = 400
     prompt_id = comfy_server.queue(prompt)
@@ -202,5 +202,11 @@ def test_the_server_lists_new_states_and_resumes_a_cancelled_run(comfy_server, t
     assert kind == "COMBO" and state in spec["options"]
     prompt[CHECKPOINTS_NODE]["inputs"]["resume_from"] = state
     # a longer or shorter video, as long as the queue had not begun to drain at the state: 8 frames in flight
-    prompt[sampler_id]["inputs"]["length"] = int(state.split("_")[-1].split(".")[0]) + 8
+    frame = int(state.split("_")[-1].split(".")[0])
+    prompt[sampler_id]["inputs"]["length"] = frame + 8
     assert comfy_server.run_prompt(prompt)["status"]["status_str"] == "success"
+    # and a re-roll from that frame with another seed
+    prompt[CHECKPOINTS_NODE]["inputs"]["reroll_from_frame"] = frame
+    prompt[sampler_id]["inputs"]["seed"] += 1
+    assert comfy_server.run_prompt(prompt)["status"]["status_str"] == "success"
+    assert any(path.name.startswith(state.split("/")[0] + f"-reroll{frame}-") for path in states.iterdir())
