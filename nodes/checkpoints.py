@@ -191,9 +191,9 @@ class Resumption:
 class RunCheckpoints:
     """A run's saved states: restores the one it goes on from, saves new ones as it runs."""
 
-    def __init__(self, options: CheckpointSettings, run: RunSettings, state_type_of: Callable[[str], type] = STATE_TYPES.__getitem__):
+    def __init__(self, options: CheckpointSettings, run: RunSettings):
         self.options, self.run = options, run
-        self.state_type = state_type_of(run.sampler)
+        self.state_type = STATE_TYPES[run.sampler]
         self.name = f"{run.sampler}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         self.frames: list[list] = []  # [file relative to the states folder, first frame, stop frame]
         self.saved_through = 0  # frames stored in self.frames

@@ -350,7 +350,9 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
     inflight_now, inflight_next = (level.to(queue) for level in layout.in_flight_sigmas(sigmas))
     clean = sigmas[-1:].to(queue)
     inflight_experts = experts.expert_of(inflight_now).tolist()
-    split = _segment_split(layout) if experts.switch_every > 1 else None
+    # with an experts' split the cleaner expert's windows never read across it, so frames flow only
+    # from the noisier segment into the cleaner one, and the noisier one can run ahead
+    split = layout.split if experts.switch_every > 1 else None
     iterations = layout.queue_iterations(total)
     switch = None if reroll is None else layout.reroll_position(reroll.from_frame, state.warmup)
     # the queue tensor keeps its length: each iteration drops as many frames at the front as enter the tail
@@ -421,12 +423,6 @@ def _draw_noise(queue, generator, eta, sigmas, enqueue, kept=0):
         noise = torch.cat([drawn.new_zeros((*queue.shape[:2], kept, *queue.shape[3:])), drawn], dim=FRAME_DIM)
     tail = [fresh_noise((*queue.shape[:2], enqueue, *queue.shape[3:]), generator, queue) * sigmas[0]] if enqueue else []
     return noise, tail
-
-
-def _segment_split(layout):
-    """The in-flight slot below which the cleaner expert works, where the layout has an experts' split:
-    its windows never read across it, so frames flow only from the noisier segment into the cleaner one."""
-    return layout.split
 
 
 def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, context, reference):
