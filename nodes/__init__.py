@@ -1,14 +1,16 @@
 """ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
 from comfy_api.latest import ComfyExtension
 
+from .checkpoints import Checkpoints
 from .chunk_stitcher import ChunkStitcher
 from .clip_scoring import OpenCLIPLoader
-from .diagonal_queue import DiagonalQueueSampler, LatentPartition, Lookahead
+from .diagonal_queue import DiagonalQueueSampler, FewStepQueue, LatentPartition, Lookahead
 from .experts import WanExperts
 from .layout_route import register_layout_route
 from .noise_search import KStepNoiseSearch
 from .progressive_ar import ProgressiveARSampler
 from .prompt_schedule import PromptFrameRange
+from .reference_anchor import ReferenceAnchor
 from .streaming_decode import DecodeToVideoFile
 
 # A literal mapping so that ComfyUI-Manager's and the Registry's source scanners list the node IDs.
@@ -25,6 +27,9 @@ NODE_CLASS_MAPPINGS = {
     "LongVideoKStepNoiseSearch": KStepNoiseSearch,
     "LongVideoOpenCLIPLoader": OpenCLIPLoader,
     "LongVideoWanExperts": WanExperts,
+    "LongVideoFewStepQueue": FewStepQueue,
+    "LongVideoReferenceAnchor": ReferenceAnchor,
+    "LongVideoCheckpoints": Checkpoints,
 }
 
 

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..samplers import diagonal_queue
 from .adapter import BATCHING_CHOICES, ClipInput, sample_video
 from .prompt_schedule import guidance_from_inputs
-from .schema import CATEGORY, guidance_inputs
+from .schema import CATEGORY, guidance_inputs, run_inputs
 
 START_FROM_CLIP = "sample a first clip"
 START_FROM_LATENT = "continue the input latent"
@@ -21,6 +21,7 @@ class QueueSettings:
     partitions: int = 1
     lookahead: bool = False
     window_batching: str = "auto"
+    frames_per_level: int = 1
 
 
 def _settings(options) -> QueueSettings:
@@ -59,7 +60,7 @@ class Lookahead(io.ComfyNode):
             description="Shifts windows by half a window and writes back only the noisier half of each, so every frame is "
             "denoised with cleaner frames in front of it. Doubles the model calls.",
             inputs=[
-                io.Boolean.Input("enabled", default=True, tooltip="Lookahead denoising on or off (the official code has it on)."),
+                io.Boolean.Input("enabled", default=True, tooltip="Lookahead denoising on or off (the official code has it on). Keep it on for models trained with one noise level per clip (Wan, LTX-Video, Cosmos as released): without it the video changes more from frame to frame."),
                 QueueOptions.Input("options", optional=True, tooltip="Options from another queue option node to extend."),
             ],
             outputs=[QueueOptions.Output(display_name="options", tooltip="Connect to the Diagonal Queue Sampler's options input.")],
@@ -68,6 +69,28 @@ class Lookahead(io.ComfyNode):
     @classmethod
     def execute(cls, enabled, options=None) -> io.NodeOutput:
         return io.NodeOutput(replace(_settings(options), lookahead=enabled))
+
+
+class FewStepQueue(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LongVideoFewStepQueue",
+            display_name="Few-Step Queue (FIFO)",
+            category=CATEGORY,
+            description="For distilled few-step models (lightx2v and other 4-8 step LoRAs): g neighbouring frames of the queue share "
+            "a noise level and leave it together, so a queue of window x partitions frames needs only window x partitions / g "
+            "steps and the model still sees its whole window.",
+            inputs=[
+                io.Int.Input("frames_per_level", default=5, min=1, max=512, tooltip="g: frames that share a level. The scheduler's steps must equal window x partitions / g: a 4-step model with a window of 20 takes g = 5. g frames leave the queue per iteration, so the model calls per output frame drop g-fold."),
+                QueueOptions.Input("options", optional=True, tooltip="Options from another queue option node to extend."),
+            ],
+            outputs=[QueueOptions.Output(display_name="options", tooltip="Connect to the Diagonal Queue Sampler's options input.")],
+        )
+
+    @classmethod
+    def execute(cls, frames_per_level, options=None) -> io.NodeOutput:
+        return io.NodeOutput(replace(_settings(options), frames_per_level=frames_per_level))
 
 
 class DiagonalQueueSampler(io.ComfyNode):
@@ -88,19 +111,21 @@ class DiagonalQueueSampler(io.ComfyNode):
                 io.Int.Input("window", default=16, min=1, max=512, tooltip="Latent frames the model sees per call; use the model's native clip length in latent frames (Wan 81 frames = 21, LTX-Video 97 frames = 13)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the queue noise; the same seed gives the same video."),
                 io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="0: deterministic (DDIM / Euler). 1: ancestral, fresh noise every step (the official code uses 1)."),
-                QueueOptions.Input("options", optional=True, tooltip="Latent Partition and Lookahead options."),
+                QueueOptions.Input("options", optional=True, tooltip="Latent Partition, Lookahead and Few-Step Queue options. On models trained with one noise level per clip (Wan, LTX-Video, Cosmos as released) keep Lookahead on: without it the video changes more from frame to frame."),
+                *run_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="Exactly `length` latent frames.")],
         )
 
     @classmethod
-    def execute(cls, sigmas, latent, start, length, window, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, options=None, experts=None) -> io.NodeOutput:
+    def execute(cls, sigmas, latent, start, length, window, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, options=None, experts=None,
+                anchor=None, checkpoints=None) -> io.NodeOutput:
         settings = _settings(options)
-        layout = diagonal_queue.QueueLayout(window, settings.partitions, settings.lookahead)
+        layout = diagonal_queue.QueueLayout(window, settings.partitions, settings.lookahead, settings.frames_per_level)
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None
         if start == START_FROM_LATENT:
             clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.")
         out = sample_video(guidance, latent, sigmas, sampler=diagonal_queue.generate, layout=layout, length=length, seed=seed, eta=eta,
-                           clip=clip, window_batching=settings.window_batching)
+                           clip=clip, window_batching=settings.window_batching, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

@@ -23,7 +23,7 @@ from aiohttp import web
 from ..samplers.diagonal_queue import QueueLayout
 from ..samplers.layout_summary import queue_summary, window_summary
 from ..samplers.progressive_ar import ChunkLayout
-from .diagonal_queue import START_FROM_CLIP, DiagonalQueueSampler, LatentPartition
+from .diagonal_queue import START_FROM_CLIP, DiagonalQueueSampler, FewStepQueue, LatentPartition
 from .progressive_ar import ProgressiveARSampler
 
 ROUTE = "/longvideo/layout"
@@ -33,6 +33,8 @@ INTEGER = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")
 # ComfyUI's schedulers with a steps widget (BasicScheduler, KarrasScheduler, LTXVScheduler, ...) stop at 10,000
 MAX_SCHEDULER_STEPS = 10_000
 ECHOED_CHARACTERS = 40
+# a Reference Anchor shows one clean latent frame in front of every window
+MAX_REFERENCE_FRAMES = 1
 
 # one worker: layouts are computed one after another, never many at once on the server's CPUs
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longvideo-layout")
@@ -61,13 +63,16 @@ WIDGET_RANGES = {
         "length": _widget_range(DiagonalQueueSampler, "length"),
         "window": _widget_range(DiagonalQueueSampler, "window"),
         "partitions": _widget_range(LatentPartition, "partitions"),
+        "frames_per_level": _widget_range(FewStepQueue, "frames_per_level"),
         "steps": (1, MAX_SCHEDULER_STEPS),
+        "reference_frames": (0, MAX_REFERENCE_FRAMES),
     },
     "progressive_ar": {
         "length": _widget_range(ProgressiveARSampler, "length"),
         "chunk_size": _widget_range(ProgressiveARSampler, "chunk_size"),
         "window_chunks": _widget_range(ProgressiveARSampler, "window_chunks"),
         "steps": (1, MAX_SCHEDULER_STEPS),
+        "reference_frames": (0, MAX_REFERENCE_FRAMES),
     },
 }
 
@@ -95,20 +100,23 @@ def _summary_of(query) -> Callable[[], dict]:
         raise MalformedQuery(f"Unknown method {_echo(method)}: use diagonal_queue or progressive_ar.")
     value = partial(_bounded_int, query, WIDGET_RANGES[method])
     steps, length = value("steps", None), value("length", None)
+    # clean frames a Reference Anchor adds to every call
+    reference = value("reference_frames", 0)
     if method == "diagonal_queue":
         # the cost of a run is known only when the sampler makes its own first clip
         first_clip = query.get("start", START_FROM_CLIP) == START_FROM_CLIP
         lookahead = query.get("lookahead") == "true"
-        return partial(_queue_summary, value("window"), value("partitions", 1), lookahead, steps, length if first_clip else None)
-    return partial(_window_summary, value("chunk_size"), value("window_chunks"), steps, length)
+        layout = (value("window"), value("partitions", 1), lookahead, value("frames_per_level", 1))
+        return partial(_queue_summary, layout, steps, length if first_clip else None, reference)
+    return partial(_window_summary, value("chunk_size"), value("window_chunks"), steps, length, reference)
 
 
-def _queue_summary(window, partitions, lookahead, steps, length) -> dict:
-    return queue_summary(QueueLayout(window, partitions, lookahead), steps, length)
+def _queue_summary(layout, steps, length, reference) -> dict:
+    return queue_summary(QueueLayout(*layout), steps, length, reference)
 
 
-def _window_summary(chunk_size, window_chunks, steps, length) -> dict:
-    return window_summary(ChunkLayout(chunk_size, window_chunks), steps, length)
+def _window_summary(chunk_size, window_chunks, steps, length, reference) -> dict:
+    return window_summary(ChunkLayout(chunk_size, window_chunks), steps, length, reference)
 
 
 def _answer(summarise: Callable[[], dict]) -> str:

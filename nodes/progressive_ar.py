@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..samplers import progressive_ar
 from .adapter import ClipInput, sample_video
 from .prompt_schedule import guidance_from_inputs
-from .schema import CATEGORY, guidance_inputs
+from .schema import CATEGORY, guidance_inputs, run_inputs
 
 
 class ProgressiveARSampler(io.ComfyNode):
@@ -19,25 +19,28 @@ class ProgressiveARSampler(io.ComfyNode):
             description="PA-VDM: a window of noisy chunks at progressively rising noise levels behind one clean context "
             "chunk. Every (steps / window chunks) model calls the cleanest chunk is finished, becomes the context, and a "
             "fresh noise chunk enters. Any length with constant memory; one model call per output latent frame when "
-            "steps = chunk size x window chunks.",
+            "steps = chunk size x window chunks. Made for models fine-tuned with progressive noise levels; on models trained "
+            "with one level per clip keep the chunks small (1-2 latent frames), or use the Diagonal Queue with Lookahead.",
             inputs=[
                 *guidance_inputs("frames under different prompts in one window get one model call per prompt."),
                 io.Sigmas.Input("sigmas", tooltip="The noise levels from any scheduler. The steps must be a multiple of window_chunks; PA-VDM uses steps = chunk_size x window_chunks (one level per noisy latent frame)."),
                 io.Latent.Input("latent", tooltip="An empty video latent: sets width, height and batch (its frame count is ignored; `length` sets it)."),
                 io.Int.Input("length", default=32, min=1, max=100_000, tooltip="New latent frames to output. Pixel frames after decoding: Wan 4 x (length - 1) + 1, LTX-Video 8 x (length - 1) + 1."),
-                io.Int.Input("chunk_size", default=4, min=1, max=128, tooltip="Latent frames per chunk: they share a noise level and leave the window together. The paper finds chunks work better than single frames."),
-                io.Int.Input("window_chunks", default=4, min=1, max=64, tooltip="Noisy chunks in the window. The model sees (window_chunks + 1) x chunk_size latent frames; keep that near the model's native clip length (Wan 81 frames = 21 latent frames, LTX-Video 97 frames = 13)."),
+                io.Int.Input("chunk_size", default=2, min=1, max=128, tooltip="Latent frames per chunk: they share a noise level and leave the window together. Models trained with one noise level per clip (Wan, LTX-Video, Cosmos as released) show seams at chunk boundaries that grow with the chunk size: keep it at 1-2 for them. PA-VDM's own model, fine-tuned with progressive levels, uses 5."),
+                io.Int.Input("window_chunks", default=8, min=1, max=64, tooltip="Noisy chunks in the window. The model sees (window_chunks + 1) x chunk_size latent frames; keep that near the model's native clip length (Wan 81 frames = 21 latent frames, LTX-Video 97 frames = 13)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the chunk noise; the same seed gives the same video."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="0: deterministic Euler steps (the official sampler). Above 0: ancestral steps with fresh noise."),
                 io.Latent.Input("context", optional=True, tooltip="A clip to extend (for example a VAE-encoded video): its last chunk_size latent frames are the first clean context chunk. Without it the video starts from noise. The output holds only the new frames."),
+                *run_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="Exactly `length` new latent frames.")],
         )
 
     @classmethod
-    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None) -> io.NodeOutput:
+    def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None,
+                anchor=None, checkpoints=None) -> io.NodeOutput:
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None if context is None else ClipInput(context, "context", "connect a VAE-encoded clip, or leave the context unconnected.")
         out = sample_video(guidance, latent, sigmas, sampler=progressive_ar.generate, layout=progressive_ar.ChunkLayout(chunk_size, window_chunks),
-                           length=length, seed=seed, eta=eta, clip=clip)
+                           length=length, seed=seed, eta=eta, clip=clip, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

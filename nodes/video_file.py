@@ -70,3 +70,55 @@ class VideoFileWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def video_tags(path: str) -> dict:
+    """The container's metadata tags, keys lower-case; empty for a file that is not a readable video."""
+    try:
+        with av.open(path) as container:
+            return {key.lower(): value for key, value in container.metadata.items()}
+    except (av.error.FFmpegError, OSError):
+        return {}
+
+
+def count_frames(path: str) -> int:
+    """Frames of the file's video stream, counted from its packets without decoding them."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def append_video(path: str, continuation: str) -> None:
+    """Put the frames of the video file ``continuation`` after those of ``path``, without encoding them again.
+
+    Both files must come from VideoFileWriter with the same format, size, rate and quality, so
+    their streams share codec parameters; the packets of both, in order and with the second's
+    timestamps moved behind the first's, go to a new file that replaces ``path``, keeping its tags.
+    """
+    joined = f"{path}.joining"
+    with av.open(path) as first, av.open(continuation) as second:
+        head, tail = first.streams.video[0], second.streams.video[0]
+        if (head.codec_context.name, head.width, head.height, head.codec_context.extradata) != (
+                tail.codec_context.name, tail.width, tail.height, tail.codec_context.extradata):
+            raise ValueError(f"{continuation} was encoded with other settings than {path}, so it cannot continue it: use the same format, crf and size.")
+        options = {"movflags": "use_metadata_tags"} if first.format.name.startswith("mov") else {}
+        with av.open(joined, mode="w", format=first.format.name.split(",")[0], options=options) as out:
+            for key, value in first.metadata.items():
+                out.metadata[key] = value
+            stream = out.add_stream_from_template(head)
+            end = 0
+            for packet in first.demux(head):
+                if packet.dts is None:
+                    continue
+                end = max(end, packet.pts + packet.duration)
+                packet.stream = stream
+                out.mux(packet)
+            shift = round(end * head.time_base / tail.time_base)
+            for packet in second.demux(tail):
+                if packet.dts is None:
+                    continue
+                packet.pts += shift
+                packet.dts += shift
+                packet.stream = stream
+                out.mux(packet)
+    os.replace(joined, path)

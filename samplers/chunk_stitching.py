@@ -123,19 +123,33 @@ def decoded_overlap(latent_overlap: int, temporal_compression: int) -> int:
     return shared
 
 
-def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, temporal_compression: int) -> Iterator[torch.Tensor]:
+def tiles_from(length: int, tile: int, overlap: int, temporal_compression: int, first_frame: int = 0) -> list[tuple[int, int]]:
+    """The temporal tiles a decode from decoded frame ``first_frame`` on needs: from the last one whose
+    frames from there on owe nothing to the tile before it (no crossfade with it)."""
+    ranges = temporal_tiles(length, tile, overlap)
+    shared = decoded_overlap(overlap, temporal_compression)
+    first = max([0] + [k for k, (start, _) in enumerate(ranges) if k and temporal_compression * start + shared <= first_frame])
+    return ranges[first:]
+
+
+def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, temporal_compression: int, first_frame: int = 0) -> Iterator[torch.Tensor]:
     """Decoded frames of one latent video ``[channels, frames, height, width]``, a block at a time.
 
     ``decode`` maps a latent ``[1, channels, n, height, width]`` to ``c x (n - 1) + 1`` frames
     ``[frames, ...]``. Tiles of ``tile`` latent frames share ``overlap``; their shared decoded
     frames are crossfaded linearly, as ComfyUI's own tiled decode blends them, and only one tile
-    is decoded at a time.
+    is decoded at a time. From ``first_frame`` on only: the tiles before the one it needs are not
+    decoded, and the frames are those of a decode from the start.
     """
-    ranges = temporal_tiles(latent.shape[1], tile, overlap)
-    shared = decoded_overlap(overlap, temporal_compression)
+    ranges = tiles_from(latent.shape[1], tile, overlap, temporal_compression, first_frame)
+    skip = first_frame - temporal_compression * ranges[0][0]
     tiles = (decode(latent[None, :, start:end]) for start, end in ranges)
     # a lone tile shares no frames, so it may be as short as the overlap (a video of one latent frame)
-    yield from stream_join(tiles, shared if len(ranges) > 1 else 0, "linear")
+    shared = decoded_overlap(overlap, temporal_compression) if len(ranges) > 1 else 0
+    for block in stream_join(tiles, shared, "linear"):
+        if skip < len(block):
+            yield block[max(0, skip):]
+        skip -= len(block)
 
 
 def _lab(images: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,10 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .anchoring import FIRST_FRAME, denoise_with_reference
 from .experts import Experts, as_experts, expert_runs
 from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, add_noise, check_run, check_schedule, fresh_noise, sample_clip, step
+from .run_state import Reroll, check_frames, raise_late_reroll, resume_on
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class QueueLayout:
     window: int
     partitions: int = 1
     lookahead: bool = False
+    # few-step models (docs/algorithms.md §1.8): g consecutive slots share a level, so the queue of
+    # window x partitions frames needs window x partitions / g levels and g frames leave per iteration
+    frames_per_level: int = 1
     # experts (without lookahead): the in-flight slot where their bands meet; partition edges fall
     # on it and no window reads across it, so no window holds frames of two experts (docs/algorithms.md §1.7)
     split: Optional[int] = None
@@ -50,13 +55,23 @@ class QueueLayout:
             raise ValueError(f"Latent partitions must be at least 1, got {self.partitions}.")
         if self.lookahead and self.window < 2:
             raise ValueError("Lookahead splits each window in two halves, so it needs a window of at least 2 latent frames.")
-        if self.split is not None and (self.lookahead or not 0 < self.split < self.levels):
-            raise ValueError(f"An experts' split at slot {self.split} needs 0 < split < {self.levels} levels and no lookahead.")
+        if self.frames_per_level < 1 or self.slots % self.frames_per_level:
+            raise ValueError(
+                f"frames_per_level must divide the {self.slots} frames of the queue (window x partitions = {self.window} x "
+                f"{self.partitions}), got {self.frames_per_level}."
+            )
+        if self.split is not None and (self.lookahead or not 0 < self.split < self.slots or self.split % self.frames_per_level):
+            raise ValueError(f"An experts' split at slot {self.split} needs 0 < split < {self.slots} slots on a level edge and no lookahead.")
+
+    @property
+    def slots(self) -> int:
+        """Frames in flight in a full queue."""
+        return self.window * self.partitions
 
     @property
     def levels(self) -> int:
-        """Noise levels in the queue, one in-flight frame per level."""
-        return self.window * self.partitions
+        """Noise levels in the queue: one per in-flight frame, or per group of frames_per_level."""
+        return self.slots // self.frames_per_level
 
     @property
     def context_slots(self) -> int:
@@ -74,7 +89,7 @@ class QueueLayout:
 
     def warmup_frames(self, clip_frames: int) -> int:
         """Frames that leave the queue before the first frame of a warm-start clip of that length."""
-        return self.levels - min(clip_frames, self.levels)
+        return self.slots - min(clip_frames, self.slots)
 
     def _write_sizes(self) -> list[int]:
         if not self.lookahead:
@@ -84,17 +99,20 @@ class QueueLayout:
         # halves alternate ceil/floor so odd windows tile too (the Open-Sora-Plan variant, docs/algorithms.md §1.4)
         return [(self.window + 1) // 2, self.window // 2] * self.partitions
 
-    def windows(self, in_flight: Optional[int] = None) -> list[Window]:
-        """The windows of one iteration when the first ``in_flight`` frames are still in the queue.
+    def windows(self, in_flight: Optional[int] = None, front: Optional[int] = None) -> list[Window]:
+        """The windows of one iteration with ``in_flight`` frames in flight behind ``front`` clean frames.
 
-        Written regions tile the in-flight slots exactly once. While the queue drains at the end, a
-        window whose region is cut short slides back so the model still sees ``window`` frames. With
-        an experts' split, a window stays on its side of it (and may hold fewer frames there).
+        Written regions tile the in-flight slots exactly once. A window whose region is cut short
+        slides back so the model still sees ``window`` frames, into the clean frames in front of
+        the head when it must: while the queue drains, the frames it finished stay there (as in
+        the lookahead context), so every window keeps its full size to the end (docs/algorithms.md
+        §1.5). With an experts' split, a window stays on its side of it (and may hold fewer frames there).
         """
-        in_flight = self.levels if in_flight is None else in_flight
-        end_of_queue = self.context_slots + in_flight
+        in_flight = self.slots if in_flight is None else in_flight
+        front = self.context_slots if front is None else front
+        end_of_queue = front + in_flight
         out = []
-        write_start = self.context_slots
+        write_start = front
         for size in self._write_sizes():
             if write_start >= end_of_queue:
                 break
@@ -102,26 +120,30 @@ class QueueLayout:
             if self.lookahead:
                 start, window_stop = max(0, stop - self.window), stop
             else:
-                low, high = self._segment(write_start, end_of_queue)
+                low, high = self._segment(write_start, front, end_of_queue)
                 start = max(low, min(write_start, high - self.window))
                 window_stop = min(start + self.window, high)
             out.append(Window(start, window_stop, write_start, None if stop == window_stop else stop))
             write_start += size
         return out
 
-    def _segment(self, slot: int, end_of_queue: int) -> tuple[int, int]:
-        """The slots a window writing ``slot`` may read: all in-flight ones, or its side of the experts' split."""
+    def _segment(self, slot: int, front: int, end_of_queue: int) -> tuple[int, int]:
+        """The slots a window writing ``slot`` may read: all of the queue, or its side of the experts' split."""
         if self.split is None:
-            return self.context_slots, end_of_queue
-        split = self.context_slots + self.split
-        return (self.context_slots, min(split, end_of_queue)) if slot < split else (split, end_of_queue)
+            return 0, end_of_queue
+        split = front + self.split
+        return (0, min(split, end_of_queue)) if slot < split else (split, end_of_queue)
+
+    def in_flight_sigmas(self, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current and next level of each in-flight slot of a full queue, head first."""
+        g = self.frames_per_level
+        return sigmas[:-1].flip(0).repeat_interleave(g), sigmas[1:].flip(0).repeat_interleave(g)
 
     def slot_sigmas(self, sigmas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-slot current and next levels, context slots first, for a schedule check_sigmas accepts."""
         context = sigmas[-1:].expand(self.context_slots)
-        now = torch.cat([context, sigmas[:-1].flip(0)])
-        nxt = torch.cat([context, sigmas[1:].flip(0)])
-        return now, nxt
+        now, nxt = self.in_flight_sigmas(sigmas)
+        return torch.cat([context, now]), torch.cat([context, nxt])
 
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
         check_schedule(sigmas, "queue", self.steps_problem)
@@ -130,25 +152,74 @@ class QueueLayout:
         """Why a schedule of ``steps`` steps does not fit the queue, or None when it does."""
         if steps == self.levels:
             return None
+        sizes = f"window x partitions = {self.window} x {self.partitions}"
+        if self.frames_per_level > 1:
+            sizes = f"window x partitions / frames_per_level = {self.window} x {self.partitions} / {self.frames_per_level}"
         return (
-            f"The queue holds window x partitions = {self.window} x {self.partitions} = {self.levels} noise "
+            f"The queue holds {sizes} = {self.levels} noise "
             f"levels, so SIGMAS must have {self.levels + 1} values ({self.levels} steps), but it has {steps + 1} "
             f"values ({steps} steps). "
             f"Set the scheduler's steps to {self.levels}, or change the window or partitions."
         )
 
+    def queue_iterations(self, total: int) -> int:
+        """Iterations that dequeue ``total`` frames (warm-up frames included), ``frames_per_level`` at a time."""
+        return -(-total // self.frames_per_level)
+
     def iterations(self, num_frames: int, clip_frames: Optional[int] = None) -> int:
         """Iterations of a run: the first clip's steps (none when a clip is given), warm-up frames, output frames."""
         first_clip_steps = self.levels if clip_frames is None else 0
-        return first_clip_steps + self.warmup_frames(self.window if clip_frames is None else clip_frames) + num_frames
+        return first_clip_steps + self.queue_iterations(self.warmup_frames(self.window if clip_frames is None else clip_frames) + num_frames)
+
+    def in_flight(self, position: int, total: int) -> int:
+        """Frames in flight at iteration ``position`` of a run that dequeues ``total``: the queue is full, then drains (flush)."""
+        return min(self.slots, total - position * self.frames_per_level)
+
+    def enqueued(self, position: int, total: int) -> int:
+        """Fresh noise frames that enter the tail after iteration ``position``: only those that will still be dequeued."""
+        return max(0, min(self.frames_per_level, total - position * self.frames_per_level - self.slots))
 
     def in_flight_counts(self, total: int) -> Iterator[int]:
-        """Frames in flight at each of the ``total`` iterations: the queue is full, then drains (flush)."""
-        in_flight = min(self.levels, total)
-        for position in range(total):
-            yield in_flight
-            if position + self.levels >= total:
-                in_flight -= 1
+        """Frames in flight at each iteration of a run that dequeues ``total`` frames."""
+        for position in range(self.queue_iterations(total)):
+            yield self.in_flight(position, total)
+
+    def reroll_position(self, from_frame: int, warmup: int) -> int:
+        """The first iteration whose frames all come at or after output frame ``from_frame``."""
+        return -(-(from_frame + warmup) // self.frames_per_level)
+
+    def reroll_switch(self, state: "QueueState", from_frame: int, steps: int) -> tuple[int, int]:
+        """For a re-roll from ``from_frame`` that goes on from ``state``: the first frame it may change,
+        and the iteration of the run after which it has taken over (Progress numbering)."""
+        position = self.reroll_position(from_frame, state.warmup)
+        return position * self.frames_per_level - state.warmup, state.iteration - state.position + position
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """Where a diagonal-queue run stands between two iterations: given it, a run goes on with the
+    same bits as one that never stopped (the queue and its levels, the random generator, the
+    reference), and nothing of the frames it already emitted."""
+
+    queue: torch.Tensor  # clean frames in front of the head, then the frames in flight, head first
+    in_flight: int
+    position: int  # iterations of the queue done
+    warmup: int  # frames that leave the queue before output frame 0
+    iteration: int  # iterations of the whole run done, the first clip's steps included (progress)
+    next_frame: int  # output frames emitted
+    generator: Optional[torch.Tensor] = None  # the random generator's state
+    reference: Optional[torch.Tensor] = None  # clean frames in front of every window (anchoring)
+
+    def to_record(self) -> tuple[dict, dict]:
+        """Its tensors and its numbers, for a file."""
+        tensors = {"queue": self.queue, "generator": self.generator, "reference": self.reference}
+        numbers = {"in_flight": self.in_flight, "position": self.position, "warmup": self.warmup, "iteration": self.iteration, "next_frame": self.next_frame}
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, numbers
+
+    @classmethod
+    def from_record(cls, tensors: dict, numbers: dict) -> "QueueState":
+        return cls(tensors["queue"], **{k: int(numbers[k]) for k in ("in_flight", "position", "warmup", "iteration", "next_frame")},
+                   generator=tensors.get("generator"), reference=tensors.get("reference"))
 
 
 def initial_queue(
@@ -160,13 +231,13 @@ def initial_queue(
 ) -> tuple[torch.Tensor, int]:
     """Fill the queue by re-noising a clip to the diagonal levels (the official warm start, docs/algorithms.md §1.3).
 
-    The last ``L = min(clip frames, levels)`` clip frames go to the noisiest slots in order; the
+    The last ``L = min(clip frames, slots)`` clip frames go to the noisiest slots in order; the
     slots in front of them hold copies of the first of those frames. Returns the queue and the
     number of warm-up frames (the copies) that leave the queue before the clip's first frame.
     """
     warmup = layout.warmup_frames(clip.shape[FRAME_DIM])
-    clip = clip[:, :, clip.shape[FRAME_DIM] - (layout.levels - warmup) :]
-    source = [0] * layout.context_slots + [max(0, j - warmup) for j in range(layout.levels)]
+    clip = clip[:, :, clip.shape[FRAME_DIM] - (layout.slots - warmup) :]
+    source = [0] * layout.context_slots + [max(0, j - warmup) for j in range(layout.slots)]
     now, _ = layout.slot_sigmas(sigmas)
     frames = clip[:, :, source]
     noise = fresh_noise(frames.shape, generator, frames)
@@ -188,8 +259,11 @@ def generate(
     windows_per_call: int = 1,
     device: Optional[torch.device] = None,
     callback: Optional[Callback] = None,
+    reference: Union[None, torch.Tensor, str] = None,
+    resume: Optional[QueueState] = None,
+    reroll: Optional[Reroll] = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Diagonal-queue video: yields ``(frame index, latent [B, C, 1, H, W])`` as each frame leaves the queue.
+    """Diagonal-queue video: yields ``(first frame index, latent [B, C, n, H, W])`` as frames leave the queue.
 
     ``denoise`` is one denoiser, or Experts that each serve a band of levels (every frame is
     denoised by the expert of its level). The queue starts from ``clip``, a clean clip
@@ -197,121 +271,195 @@ def generate(
     clip of ``window`` frames sampled here with the whole schedule (the official start). Warm-up
     frames come first with negative indices (they are not part of the video; the official method
     discards them); then exactly ``num_frames`` frames with indices 0..num_frames-1, a given clip's
-    frames re-denoised first.
+    frames re-denoised first. ``frames_per_level`` frames leave per iteration.
+
+    ``reference``: clean frames ``[B, C, r, H, W]`` in front of every window, or FIRST_FRAME for
+    the first clip's (or the given clip's) first frame (anchoring.py). ``resume``: a state the
+    callback reported (Progress.state); the run goes on from it (``clip`` is then not used) and
+    yields only the frames after it. ``reroll``: from the first frame at or after
+    ``reroll.from_frame`` that leaves the queue with a new group, draw from its generator and take
+    its prompts (run_state.Reroll).
 
     The arguments are checked when this is called, before any model call.
     """
-    check_run(layout, sigmas, num_frames, frame_shape, clip)
-    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback)
+    check_run(layout, sigmas, num_frames, frame_shape, clip, reference)
+    if resume is not None:
+        _check_resume(resume, frame_shape, layout, resume.warmup + num_frames)
+        if reroll is not None and layout.reroll_position(reroll.from_frame, resume.warmup) < resume.position:
+            raise_late_reroll(resume, reroll)
+    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback,
+                reference, resume, reroll)
 
 
-def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback):
-    progress = IterationCounter(layout.iterations(num_frames, None if clip is None else clip.shape[FRAME_DIM]), callback)
-    if clip is None:
-        batch, channels, height, width = frame_shape
-        noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
-        clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
-    queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
+def _check_resume(state: QueueState, frame_shape, layout: QueueLayout, total: int) -> None:
+    check_frames(state.queue, frame_shape, layout.context_slots + min(layout.slots, total), "queue")
+    in_flight = max(0, layout.in_flight(state.position, total))
+    if state.position > layout.queue_iterations(total) or state.in_flight != in_flight:
+        raise ValueError(
+            f"The state was saved with {state.in_flight} frames in flight, but with {total - state.warmup} output frames the queue "
+            f"would hold {in_flight} at that point: the length can change only while the queue has not begun to drain."
+        )
+
+
+def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback, reference, resume, reroll):
+    if resume is None:
+        progress = IterationCounter(layout.iterations(num_frames, None if clip is None else clip.shape[FRAME_DIM]), callback)
+        given = None if reference is FIRST_FRAME else reference
+        if clip is None:
+            batch, channels, height, width = frame_shape
+            noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
+            clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), reference=given, callback=progress.step)
+        queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
+        total = warmup + num_frames
+        # frames that will never leave the queue are not kept
+        queue = queue[:, :, : layout.context_slots + min(layout.slots, total)]
+        state = QueueState(queue, layout.in_flight(0, total), 0, warmup, progress.done, 0, reference=clip[:, :, :1] if reference is FIRST_FRAME else given)
+    else:
+        state = resume_on(resume, generator, device)
+        progress = IterationCounter(state.iteration - state.position + layout.queue_iterations(state.warmup + num_frames), callback, state.iteration)
     layout = _split_at_expert_boundary(layout, experts, sigmas)
-    position_prompt = lambda position: prompt_of_frame(max(0, position - warmup))  # noqa: E731
-    for position, frame in _run_queue(experts, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
-        index = position - warmup
-        yield index, frame
-        progress.step(frame if index >= 0 else None)
+    for position, frames, after in _run_queue(experts, state, sigmas, layout, state.warmup + num_frames, space, eta, generator, windows_per_call, prompt_of_frame, reroll):
+        index = position - state.warmup
+        if index < 0 < index + frames.shape[FRAME_DIM]:
+            yield index, frames[:, :, :-index]
+            frames, index = frames[:, :, -index:], 0
+        yield index, frames
+        progress.step(frames if index >= 0 else None, after)
 
 
 def _split_at_expert_boundary(layout, experts, sigmas):
     """Without lookahead, the layout split where the experts' bands meet (docs/algorithms.md §1.7)."""
     if experts.count == 1 or layout.lookahead:
         return layout
-    in_flight = experts.expert_of(layout.slot_sigmas(sigmas)[0][layout.context_slots :])
+    in_flight = experts.expert_of(layout.in_flight_sigmas(sigmas)[0])
     changes = (in_flight[1:] != in_flight[:-1]).nonzero()
     return layout if len(changes) != 1 else replace(layout, split=int(changes[0]) + 1)
 
 
-def _run_queue(experts, queue, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_position):
-    """Dequeue ``total`` frames, yielding ``(position, latent [B, C, 1, H, W])`` as each one finishes.
+def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, windows_per_call, prompt_of_frame, reroll):
+    """Advance ``state`` until ``total`` frames have left the queue, yielding ``(position, latent [B, C, n, H, W], state
+    after the iteration)`` as each iteration's head frames finish (the state is None inside a block run ahead).
 
     Fresh noise enters the tail only while it will still be dequeued; after that the queue drains
-    (flush), so the last frames are finished and no model call is spent on frames nobody keeps.
-    With an experts' split, the noisier expert runs up to ``experts.switch_every`` iterations ahead
-    (_run_ahead); the frames are the same bits.
+    (flush), keeping the frames it finishes in front as clean context, so the last frames are
+    finished like all others, in windows of full size. With an experts' split, the noisier expert
+    runs up to ``experts.switch_every`` iterations ahead (_run_ahead); the frames are the same bits.
     """
-    context = layout.context_slots
-    queue = queue[:, :, : context + min(layout.levels, total)]
-    now, nxt = (level.to(queue) for level in layout.slot_sigmas(sigmas))
-    slot_experts = experts.expert_of(now).tolist()
-    split = _segment_split(layout) if experts.switch_every > 1 else None
-    in_flight_counts = list(layout.in_flight_counts(total))
-    position = 0
-    while position < total:
+    g = layout.frames_per_level
+    queue = state.queue
+    inflight_now, inflight_next = (level.to(queue) for level in layout.in_flight_sigmas(sigmas))
+    clean = sigmas[-1:].to(queue)
+    inflight_experts = experts.expert_of(inflight_now).tolist()
+    # with an experts' split the cleaner expert's windows never read across it, so frames flow only
+    # from the noisier segment into the cleaner one, and the noisier one can run ahead
+    split = layout.split if experts.switch_every > 1 else None
+    iterations = layout.queue_iterations(total)
+    switch = None if reroll is None else layout.reroll_position(reroll.from_frame, state.warmup)
+    # the queue tensor keeps its length: each iteration drops as many frames at the front as enter the tail
+    length = queue.shape[FRAME_DIM]
+
+    def prompt_of_position(position):
+        return prompt_of_frame(max(0, position - state.warmup))
+
+    def iteration_plan(position):
+        in_flight = layout.in_flight(position, total)
+        front = length - in_flight
+        now = torch.cat([clean.expand(front), inflight_now[:in_flight]])
+        nxt = torch.cat([clean.expand(front), inflight_next[:in_flight]])
+        slot_experts = inflight_experts[:1] * front + inflight_experts[:in_flight]
+        calls = _calls(experts, slot_experts, layout.windows(in_flight, front), windows_per_call, position * g - front, prompt_of_position)
+        return front, in_flight, now, nxt, calls
+
+    position = state.position
+    while position < iterations:
+        if position == switch:
+            generator, prompt_of_frame = reroll.switch(generator, prompt_of_frame)
         block = 1
-        if split is not None and in_flight_counts[position] == layout.levels and (generator is not None or eta <= 0):
-            while block < experts.switch_every and position + block < total and in_flight_counts[position + block] == layout.levels:
+        if split is not None and layout.in_flight(position, total) == layout.slots and (generator is not None or eta <= 0):
+            last = iterations if switch is None or switch <= position else switch
+            while block < experts.switch_every and position + block < last and layout.in_flight(position + block, total) == layout.slots:
                 block += 1
-        calls = [
-            _calls(experts, slot_experts, layout.windows(in_flight_counts[position + t]), windows_per_call, position + t - context, prompt_of_position)
-            for t in range(block)
-        ]
-        enqueues = [position + t + layout.levels < total for t in range(block)]
+        plans = [iteration_plan(position + t) for t in range(block)]
         if block > 1:
-            queue = yield from _run_ahead(experts, queue, split, calls, enqueues, now, nxt, space, eta, generator, sigmas, position)
+            enqueues = [layout.enqueued(position + t, total) for t in range(block)]
+            ahead = _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, layout.context_slots, state.reference)
+            for t in range(block - 1):
+                yield (position + t) * g, next(ahead), None
+            finished = next(ahead)
+            queue = _returned(ahead)
         else:
-            noise, tail = _draw_noise(queue, generator, eta, sigmas, enqueues[0])
-            queue = _advance(experts, calls[0], queue, now, nxt, space, eta, noise)
-            yield position, queue[:, :, context : context + 1].clone()
-            queue = torch.cat([queue[:, :, 1:], *tail], dim=FRAME_DIM)
-        position += block
+            front, in_flight, now, nxt, calls = plans[0]
+            enqueue = layout.enqueued(position, total)
+            noise, tail = _draw_noise(queue, generator, eta, sigmas, enqueue, kept=front - layout.context_slots)
+            queue = _advance(experts, calls, queue, now, nxt, space, eta, noise, state.reference)
+            finished = queue[:, :, front : front + min(g, in_flight)].clone()
+            queue = torch.cat([queue[:, :, enqueue:], *tail], dim=FRAME_DIM)
+        done = position + block
+        state = replace(state, queue=queue, in_flight=max(0, layout.in_flight(done, total)), position=done,
+                        iteration=state.iteration + block, next_frame=max(0, min(done * g, total) - state.warmup),
+                        generator=None if generator is None else generator.get_state())
+        yield (done - 1) * g, finished, state
+        position = done
 
 
-def _draw_noise(queue, generator, eta, sigmas, enqueue):
-    """One iteration's random draws, in the order the iteration makes them: the step noise, then the tail."""
-    noise = fresh_noise(queue.shape, generator, queue) if eta > 0 else None
-    tail = [fresh_noise(queue[:, :, :1].shape, generator, queue) * sigmas[0]] if enqueue else []
+def _returned(generator):
+    """What a generator returns after its last yield."""
+    try:
+        next(generator)
+    except StopIteration as finished:
+        return finished.value
+    raise RuntimeError("The generator yielded more than expected.")
+
+
+def _draw_noise(queue, generator, eta, sigmas, enqueue, kept=0):
+    """One iteration's random draws, in the order the iteration makes them: the step noise, then the tail.
+
+    The step noise covers the context slots and the frames in flight, not the ``kept`` finished
+    frames in front of them while the queue drains, which are never written.
+    """
+    noise = None
+    if eta > 0:
+        drawn = fresh_noise((*queue.shape[:2], queue.shape[FRAME_DIM] - kept, *queue.shape[3:]), generator, queue)
+        noise = torch.cat([drawn.new_zeros((*queue.shape[:2], kept, *queue.shape[3:])), drawn], dim=FRAME_DIM)
+    tail = [fresh_noise((*queue.shape[:2], enqueue, *queue.shape[3:]), generator, queue) * sigmas[0]] if enqueue else []
     return noise, tail
 
 
-def _segment_split(layout):
-    """The slot below which the cleaner expert works, where the layout has an experts' split: its
-    windows never read across it, so frames flow only from the noisier segment into the cleaner one."""
-    return None if layout.split is None else layout.context_slots + layout.split
-
-
-def _run_ahead(experts, queue, split, calls, enqueues, now, nxt, space, eta, generator, sigmas, position):
-    """``len(calls)`` iterations of a full queue, the noisier segment (slots from ``split`` on) first
-    for all of them, its frames that cross into the cleaner segment kept until the cleaner expert
-    takes them. The noise is drawn in the plain order; the cleaner segment draws its share again
-    from the generator's saved states, so running ahead holds no noise in advance."""
-    noisy_calls = [[call for call in iteration if call[2].windows[0].start >= split] for iteration in calls]
-    clean_calls = [[call for call in iteration if call[2].windows[0].start < split] for iteration in calls]
+def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, context, reference):
+    """The iterations of ``plans`` (each a full queue), the noisier segment (slots from ``split`` on,
+    counted from the head) first for all of them, its frames that cross into the cleaner segment
+    kept until the cleaner expert takes them. The noise is drawn in the plain order; the cleaner
+    segment draws its share again from the generator's saved states, so running ahead holds no
+    noise in advance. Yields each iteration's finished head frames and returns the queue after the
+    last iteration."""
     noisy, crossing, states = queue, [], []
-    for iteration_calls, enqueue in zip(noisy_calls, enqueues):
+    for (front, _, now, nxt, calls), enqueue in zip(plans, enqueues):
         states.append(generator.get_state() if eta > 0 else None)
-        noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue)
-        noisy = _advance(experts, iteration_calls, noisy, now, nxt, space, eta, noise)
-        crossing.append(noisy[:, :, split : split + 1].clone())  # a copy: a view would keep the whole queue alive
-        noisy = torch.cat([noisy[:, :, 1:], *tail], dim=FRAME_DIM)
+        noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue, kept=front - context)
+        noisy = _advance(experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, space, eta, noise, reference)
+        crossing.append(noisy[:, :, front + split : front + split + g].clone())  # a copy: a view would keep the whole queue alive
+        noisy = torch.cat([noisy[:, :, enqueue:], *tail], dim=FRAME_DIM)
     replay = torch.Generator(device=generator.device) if eta > 0 else None
-    clean = queue[:, :, :split]
-    for t, (iteration_calls, state) in enumerate(zip(clean_calls, states)):
+    clean = queue[:, :, : plans[0][0] + split]
+    for (front, _, now, nxt, calls), enqueue, state, crossed in zip(plans, enqueues, states, crossing):
         noise = None
         if state is not None:
             replay.set_state(state)
-            noise = fresh_noise(queue.shape, replay, queue)
-        clean = _advance(experts, iteration_calls, clean, now, nxt, space, eta, noise)
-        yield position + t, clean[:, :, :1].clone()
-        clean = torch.cat([clean[:, :, 1:], crossing[t]], dim=FRAME_DIM)
-    return torch.cat([clean, noisy[:, :, split:]], dim=FRAME_DIM)
+            noise, _ = _draw_noise(queue, replay, eta, sigmas, 0, kept=front - context)
+        clean = _advance(experts, [call for call in calls if call[2].windows[0].start < front + split], clean, now, nxt, space, eta, noise, reference)
+        yield clean[:, :, front : front + g].clone()
+        clean = torch.cat([clean[:, :, enqueue:], crossed], dim=FRAME_DIM)
+    return torch.cat([clean, noisy[:, :, clean.shape[FRAME_DIM] :]], dim=FRAME_DIM)
 
 
-def _advance(experts, calls, queue, now, nxt, space, eta, noise):
+def _advance(experts, calls, queue, now, nxt, space, eta, noise, reference=None):
     """One diagonal iteration: every in-flight frame moves down one level, by its own expert."""
     batch = queue.shape[0]
     updated = queue.clone()
     for expert, prompt, call in calls:
         x = torch.cat([queue[:, :, w.start : w.stop] for w in call.windows])
         levels = torch.stack([now[w.start : w.stop] for w in call.windows]).repeat_interleave(batch, dim=0)
-        denoised = experts(expert, x, levels, prompt)
+        denoised = denoise_with_reference(lambda shown, shown_levels: experts(expert, shown, shown_levels, prompt), x, levels, reference)  # noqa: B023
         for k, (w, first, stop) in enumerate(call.written):
             rows = slice(k * batch, (k + 1) * batch)
             own = slice(first - w.start, stop - w.start)

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .anchoring import denoise_with_reference
 from .experts import as_experts
 
 FRAME_DIM = 2
@@ -28,21 +29,24 @@ class Progress:
     iteration: int  # iterations done: 1 after the first
     iterations: int  # iterations of the whole run
     finished: Optional[torch.Tensor] = None  # output frames finished in this iteration [B, C, n, H, W], model space
+    # where the run stands after this iteration (samplers.run_state), when it can go on from here:
+    # a resumable run saves it; None while an iteration is half done (the queue's experts running ahead)
+    state: Optional[object] = None
 
 
 Callback = Callable[[Progress], None]
 
 
 class IterationCounter:
-    """Numbers the iterations of one run and reports each to the callback."""
+    """Numbers the iterations of one run and reports each to the callback; ``done`` iterations came before (a resumed run)."""
 
-    def __init__(self, iterations: int, callback: Optional[Callback]):
-        self.iterations, self.callback, self.done = iterations, callback, 0
+    def __init__(self, iterations: int, callback: Optional[Callback], done: int = 0):
+        self.iterations, self.callback, self.done = iterations, callback, done
 
-    def step(self, finished: Optional[torch.Tensor] = None) -> None:
+    def step(self, finished: Optional[torch.Tensor] = None, state: Optional[object] = None) -> None:
         self.done += 1
         if self.callback is not None:
-            self.callback(Progress(self.done, self.iterations, finished))
+            self.callback(Progress(self.done, self.iterations, finished, state))
 
 
 class NoiseSpace(str, Enum):
@@ -70,7 +74,7 @@ def check_schedule(sigmas: torch.Tensor, holder: str, steps_problem: Callable[[i
         raise ValueError(f"SIGMAS may end at 0 only once: every {holder} level except the last must be above 0.")
 
 
-def check_run(layout, sigmas: torch.Tensor, num_frames: int, frame_shape: Sequence[int], clip: Optional[torch.Tensor]) -> None:
+def check_run(layout, sigmas: torch.Tensor, num_frames: int, frame_shape: Sequence[int], clip: Optional[torch.Tensor], reference=None) -> None:
     """The checks every sampler makes before its first model call: schedule, length, shapes."""
     layout.check_sigmas(sigmas)
     if num_frames < 1:
@@ -81,6 +85,8 @@ def check_run(layout, sigmas: torch.Tensor, num_frames: int, frame_shape: Sequen
         batch, channels, height, width = frame_shape
         if clip.ndim != 5 or (clip.shape[0], clip.shape[1], *clip.shape[3:]) != (batch, channels, height, width):
             raise ValueError(f"The clip {tuple(clip.shape)} is not a video of frames {tuple(frame_shape)}: [batch, channels, frames, height, width].")
+    if isinstance(reference, torch.Tensor) and (reference.ndim != 5 or (reference.shape[0], reference.shape[1], *reference.shape[3:]) != tuple(frame_shape)):
+        raise ValueError(f"The reference {tuple(reference.shape)} is not a clip of frames {tuple(frame_shape)}: [batch, channels, frames, height, width].")
 
 
 def add_noise(clean: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, space: NoiseSpace) -> torch.Tensor:
@@ -146,12 +152,14 @@ def sample_clip(
     eta: float = 0.0,
     generator: Optional[torch.Generator] = None,
     prompt: int = 0,
+    reference: Optional[torch.Tensor] = None,
     callback: Optional[Callable[[], None]] = None,
 ) -> torch.Tensor:
     """Ordinary sampling of a clip: every frame at the same level, one model call per level.
 
     ``denoise`` is a Denoiser or Experts (each step by the expert of its level); ``noise`` is
     unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
+    ``reference``: clean frames the model sees in front of the clip (anchoring.with_reference).
     ``callback()`` is called after each step.
     """
     experts = as_experts(denoise)
@@ -161,7 +169,7 @@ def sample_clip(
     for i in range(len(sigmas) - 1):
         level = sigmas[i].expand(noise.shape[0], frames)
         level_next = sigmas[i + 1].expand(noise.shape[0], frames)
-        denoised = experts(int(experts.expert_of(sigmas[i])), x, level, prompt)
+        denoised = denoise_with_reference(lambda x_in, levels_in: experts(int(experts.expert_of(sigmas[i])), x_in, levels_in, prompt), x, level, reference)
         fresh = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, level, level_next, space, eta, fresh)
         if callback is not None:

@@ -21,8 +21,10 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .anchoring import FIRST_FRAME, denoise_with_reference
 from .experts import Experts, as_experts
 from .frame_levels import FRAME_DIM, Callback, Denoiser, IterationCounter, NoiseSpace, check_run, check_schedule, fresh_noise, step
+from .run_state import Reroll, check_frames, raise_late_reroll, resume_on
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class ChunkLayout:
     def check_sigmas(self, sigmas: torch.Tensor) -> None:
         check_schedule(sigmas, "window", self.steps_problem)
 
+    def reroll_switch(self, state, from_frame: int, steps: int) -> tuple[int, int]:
+        """For a re-roll from ``from_frame``: the first frame it may change (the first chunk that starts
+        at or after it), and the call after which it has taken over (Progress numbering)."""
+        return -(-from_frame // self.chunk) * self.chunk, reroll_call(from_frame, self.chunk, self.window_chunks, steps)
+
     def steps_problem(self, steps: int) -> Optional[str]:
         """Why a schedule of ``steps`` steps does not fit the window, or None when it does."""
         if steps >= 1 and steps % self.window_chunks == 0:
@@ -82,27 +89,61 @@ def call_count(num_chunks: int, window_chunks: int, steps: int) -> int:
     return steps // window_chunks * (num_chunks + window_chunks - 1)
 
 
-def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[list[tuple[int, int]]]:
-    """For every model call, the chunks in the window (oldest first) with the steps each has left.
-
-    A chunk with ``r`` steps left is at ``sigmas[steps - r]`` and moves to ``sigmas[steps - r + 1]``;
-    it is finished after the call in which ``r == 1``.
-    """
-    for call in range(call_count(num_chunks, window_chunks, steps)):
-        yield chunks_in_window(call, num_chunks, window_chunks, steps)
-
-
 def chunks_in_window(call: int, num_chunks: int, window_chunks: int, steps: int) -> list[tuple[int, int]]:
     """The chunks in the window at model call ``call`` (oldest first), each with the steps it has left.
 
-    Chunk ``j`` enters before call ``j * shift`` and takes the next ``steps`` calls, so only the
-    chunks from ``(call - steps) // shift + 1`` on can still be in the window: the work is one
-    window's, whatever the call or the number of chunks.
+    A chunk with ``r`` steps left is at ``sigmas[steps - r]`` and moves to ``sigmas[steps - r + 1]``;
+    it is finished after the call in which ``r == 1``. Chunk ``j`` enters before call ``j * shift``
+    and takes the next ``steps`` calls, so only the chunks from ``(call - steps) // shift + 1`` on
+    can still be in the window: the work is one window's, whatever the call or the number of chunks.
     """
     shift = steps // window_chunks
     first = max(0, (call - steps) // shift + 1)
     entered = min(num_chunks, call // shift + 1)
     return [(j, steps - (call - j * shift)) for j in range(first, entered)]
+
+
+def chunk_schedule(num_chunks: int, window_chunks: int, steps: int) -> Iterator[list[tuple[int, int]]]:
+    """For every model call, the chunks in the window (chunks_in_window)."""
+    for call in range(call_count(num_chunks, window_chunks, steps)):
+        yield chunks_in_window(call, num_chunks, window_chunks, steps)
+
+
+def reroll_call(from_frame: int, chunk: int, window_chunks: int, steps: int) -> int:
+    """The first call after which every chunk to finish starts at or after ``from_frame``: the call
+    after the one that finishes the chunk before it."""
+    first_chunk = -(-from_frame // chunk)
+    return 0 if first_chunk == 0 else (first_chunk - 1) * (steps // window_chunks) + steps
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """Where a progressive-window run stands between two model calls: given it, a run goes on with
+    the same bits as one that never stopped (the chunks in the window, the context, the random
+    generator, the reference), and nothing of the chunks it already emitted."""
+
+    call: int  # model calls (window steps) done
+    next_frame: int  # output frames emitted
+    context: Optional[torch.Tensor]  # the clean context chunk
+    chunks: dict  # index -> latent of every chunk in the window, not yet finished
+    generator: Optional[torch.Tensor] = None  # the random generator's state
+    reference: Optional[torch.Tensor] = None  # clean frames in front of every window (anchoring)
+
+    @property
+    def iteration(self) -> int:
+        return self.call
+
+    def to_record(self) -> tuple[dict, dict]:
+        """Its tensors and its numbers, for a file."""
+        tensors = {"context": self.context, "generator": self.generator, "reference": self.reference}
+        tensors.update((f"chunk_{j}", latent) for j, latent in self.chunks.items())
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {"call": self.call, "next_frame": self.next_frame}
+
+    @classmethod
+    def from_record(cls, tensors: dict, numbers: dict) -> "WindowState":
+        chunks = {int(name[len("chunk_"):]): latent for name, latent in tensors.items() if name.startswith("chunk_")}
+        return cls(int(numbers["call"]), int(numbers["next_frame"]), tensors.get("context"), dict(sorted(chunks.items())),
+                   tensors.get("generator"), tensors.get("reference"))
 
 
 def generate(
@@ -120,6 +161,9 @@ def generate(
     windows_per_call: int = 1,
     device: Optional[torch.device] = None,
     callback: Optional[Callback] = None,
+    reference: Union[None, torch.Tensor, str] = None,
+    resume: Optional[WindowState] = None,
+    reroll: Optional[Reroll] = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(first frame index, chunk latent [B, C, c, H, W])`` as each chunk is finished.
 
@@ -132,20 +176,56 @@ def generate(
     prediction (one model call per prompt present in the window). The window is one model call,
     whatever ``windows_per_call`` allows.
 
+    ``reference``: clean frames ``[B, C, r, H, W]`` in front of every window, or FIRST_FRAME for
+    the clip's first frame (without a clip, the first finished frame, from then on) (anchoring.py).
+    ``resume``: a state the callback reported (Progress.state); the run goes on from it and
+    yields only the chunks after it. ``reroll``: from the first chunk that starts at or after
+    ``reroll.from_frame``, draw from its generator and take its prompts (run_state.Reroll).
+
     The arguments are checked when this is called, before any model call.
     """
-    check_run(layout, sigmas, num_frames, frame_shape, clip)
-    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback)
+    check_run(layout, sigmas, num_frames, frame_shape, clip, reference)
+    if resume is not None:
+        _check_resume(resume, frame_shape, layout, num_frames, len(sigmas) - 1)
+        if reroll is not None and reroll_call(reroll.from_frame, layout.chunk, layout.window_chunks, len(sigmas) - 1) < resume.call:
+            raise_late_reroll(resume, reroll)
+    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback,
+                reference, resume, reroll)
 
 
-def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback):
+def _check_resume(state: WindowState, frame_shape, layout: ChunkLayout, num_frames: int, steps: int) -> None:
+    num_chunks = chunk_count(num_frames, layout.chunk)
+    if state.call > 0:
+        expected = [j for j, left in chunks_in_window(state.call - 1, num_chunks, layout.window_chunks, steps) if left > 1]
+        if list(state.chunks) != expected:
+            raise ValueError(
+                f"The state was saved with chunks {list(state.chunks)} in the window, but with {num_frames} output frames the window "
+                f"would hold chunks {expected} at that point: the length can change only while no chunk of the end has entered."
+            )
+    for j, latent in state.chunks.items():
+        check_frames(latent, frame_shape, min(layout.chunk, num_frames - j * layout.chunk), f"chunk {j}")
+    if state.context is not None:
+        check_frames(state.context, frame_shape, state.context.shape[FRAME_DIM], "context")
+
+
+def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback, reference, resume, reroll):
     steps = len(sigmas) - 1
     batch, channels, height, width = frame_shape
-    progress = IterationCounter(layout.iterations(num_frames, steps), callback)
+    num_chunks = chunk_count(num_frames, layout.chunk)
+    calls = call_count(num_chunks, layout.window_chunks, steps)
     like = torch.zeros((), device=device)
-    context = None if clip is None else clip[:, :, -layout.chunk :]
-    chunks: dict[int, torch.Tensor] = {}
-    for in_window in chunk_schedule(chunk_count(num_frames, layout.chunk), layout.window_chunks, steps):
+    if resume is None:
+        given = clip[:, :, :1] if reference is FIRST_FRAME and clip is not None else (None if reference is FIRST_FRAME else reference)
+        state = WindowState(0, 0, None if clip is None else clip[:, :, -layout.chunk :], {}, reference=given)
+    else:
+        state = resume_on(resume, generator, device)
+    progress = IterationCounter(calls, callback, state.call)
+    switch = None if reroll is None else reroll_call(reroll.from_frame, layout.chunk, layout.window_chunks, steps)
+    context, chunks, reference_frames = state.context, dict(state.chunks), state.reference
+    for call in range(state.call, calls):
+        if call == switch:
+            generator, prompt_of_frame = reroll.switch(generator, prompt_of_frame)
+        in_window = chunks_in_window(call, num_chunks, layout.window_chunks, steps)
         for j, left in in_window:
             if left == steps:
                 frames = min(layout.chunk, num_frames - j * layout.chunk)
@@ -156,16 +236,22 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         now, nxt = (_frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
         first_frame = in_window[0][0] * layout.chunk
         prompts = [prompt_of_frame(first_frame + k) for k in range(x.shape[FRAME_DIM] - context_frames)]
-        denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), prompts, context_frames)
+        denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), prompts, context_frames, reference_frames)
         noise = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, now, nxt, space, eta, noise)
         stepped = x[:, :, context_frames:].split(sizes, dim=FRAME_DIM)
         chunks.update((j, frames) for (j, _), frames in zip(in_window, stepped))
         head, left = in_window[0]
-        if left == 1:
+        finished = left == 1
+        if finished:
             context = chunks.pop(head)
+            if reference is FIRST_FRAME and reference_frames is None:
+                reference_frames = context[:, :, :1]
+        next_frame = (head + 1) * layout.chunk if finished else state.next_frame
+        state = WindowState(call + 1, min(num_frames, next_frame), context, dict(chunks), None if generator is None else generator.get_state(), reference_frames)
+        if finished:
             yield head * layout.chunk, context
-        progress.step(context if left == 1 else None)
+        progress.step(context if finished else None, state)
 
 
 def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
@@ -174,13 +260,13 @@ def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
     return torch.cat([sigmas.new_zeros(context_frames), *chunk_levels])
 
 
-def _denoise_per_expert_and_prompt(experts, x, levels, prompts, context_frames):
+def _denoise_per_expert_and_prompt(experts, x, levels, prompts, context_frames, reference=None):
     """One model call per expert and prompt in the window; every noisy frame keeps its own expert's and prompt's x0."""
     own = list(zip(experts.expert_of(levels[0, context_frames:]).tolist(), prompts))
     denoised = None
     for expert in experts.order(e for e, _ in own):
         for prompt in dict.fromkeys(p for e, p in own if e == expert):
-            prediction = experts(expert, x, levels, prompt)
+            prediction = denoise_with_reference(lambda shown, shown_levels: experts(expert, shown, shown_levels, prompt), x, levels, reference)  # noqa: B023
             if denoised is None:
                 denoised = prediction
                 continue

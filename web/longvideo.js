@@ -55,8 +55,8 @@ function schedulerSteps(node) {
 // The option chain runs upstream from the sampler; like the Python nodes, the option node nearest
 // to the sampler wins.
 function queueOptions(node) {
-  const options = { partitions: 1, lookahead: false };
-  const seen = { partitions: false, lookahead: false };
+  const options = { partitions: 1, lookahead: false, frames_per_level: 1 };
+  const seen = { partitions: false, lookahead: false, frames_per_level: false };
   for (let source = inputNode(node, "options"); source; source = inputNode(source, "options")) {
     if (source.type === "LongVideoLatentPartition" && !seen.partitions && !source.mode) {
       options.partitions = widgetValue(source, "partitions");
@@ -66,20 +66,31 @@ function queueOptions(node) {
       options.lookahead = Boolean(widgetValue(source, "enabled"));
       seen.lookahead = true;
     }
+    if (source.type === "LongVideoFewStepQueue" && !seen.frames_per_level && !source.mode) {
+      options.frames_per_level = widgetValue(source, "frames_per_level");
+      seen.frames_per_level = true;
+    }
   }
   return options;
 }
 
+// A Reference Anchor linked to the sampler (and not bypassed) shows one clean frame in front of every window.
+function referenceFrames(node) {
+  const anchor = inputNode(node, "anchor");
+  return anchor?.type === "LongVideoReferenceAnchor" && !anchor.mode ? 1 : 0;
+}
+
 function layoutQuery(node) {
-  const query = { length: widgetValue(node, "length") };
+  const query = { length: widgetValue(node, "length"), reference_frames: referenceFrames(node) };
   if (node.type === QUEUE_SAMPLER) {
-    const { partitions, lookahead } = queueOptions(node);
+    const { partitions, lookahead, frames_per_level } = queueOptions(node);
     Object.assign(query, {
       method: "diagonal_queue",
       window: widgetValue(node, "window"),
       start: widgetValue(node, "start"),
       partitions,
       lookahead,
+      frames_per_level,
     });
   } else {
     Object.assign(query, {
@@ -164,7 +175,8 @@ function wrap(ctx, text, width) {
 function formatCost(layout) {
   const perFrame = Number.isInteger(layout.calls_per_frame) ? layout.calls_per_frame : layout.calls_per_frame.toFixed(2);
   const run = layout.run_calls == null ? "" : ` · run: ${layout.run_calls} calls`;
-  return `${perFrame} model call${perFrame == 1 ? "" : "s"} of ${layout.frames_per_call} frames per output latent frame${run}`;
+  const anchor = layout.reference_frames ? ` (${layout.reference_frames} of them the reference anchor)` : "";
+  return `${perFrame} model call${perFrame == 1 ? "" : "s"} of ${layout.frames_per_call} frames${anchor} per output latent frame${run}`;
 }
 
 function drawSlots(ctx, layout, x, y, width) {

@@ -7,9 +7,9 @@ here and nowhere else.
 """
 from .denoiser import ExpertLoader, FramewiseDenoiser, PromptScheduleGuider, prompt_guider, run_with_framewise_denoiser, run_with_framewise_denoisers
 from .families import SUPPORTED_FAMILIES, UnsupportedModelError, model_family
-from .run import BATCHING_CHOICES, ClipInput, Guidance, sample_video
+from .run import BATCHING_CHOICES, RUN_KEY, ClipInput, Guidance, sample_video
 
 __all__ = [
-    "BATCHING_CHOICES", "ClipInput", "ExpertLoader", "FramewiseDenoiser", "Guidance", "PromptScheduleGuider", "SUPPORTED_FAMILIES",
+    "BATCHING_CHOICES", "RUN_KEY", "ClipInput", "ExpertLoader", "FramewiseDenoiser", "Guidance", "PromptScheduleGuider", "SUPPORTED_FAMILIES",
     "UnsupportedModelError", "model_family", "prompt_guider", "run_with_framewise_denoiser", "run_with_framewise_denoisers", "sample_video",
 ]

@@ -8,23 +8,27 @@ frames stream into, progress with previews, and the checks for cancel.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple, Optional
 
 import comfy.model_management
 import comfy.sample
 import torch
 
+from ...samplers.anchoring import FIRST_FRAME, reference_frames
 from ...samplers.experts import Experts
 from ...samplers.frame_levels import Denoiser, Progress
+from ..checkpoints import RunCheckpoints, RunSettings, digest, model_fingerprint
 from ..input_checks import check_finite_number, check_finite_tensor, latent_samples
 from ..progress import FrameProgress
-from .denoiser import ExpertLoader, run_with_framewise_denoisers
+from .denoiser import ExpertLoader, PromptScheduleGuider, run_with_framewise_denoisers
 from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 from .inputs import check_latent_channels, check_sigmas
 
+# the output LATENT of a run with checkpoints names its run, so Streaming Decode can continue its video
+RUN_KEY = "longvideo_run"
 # keys of an input LATENT that do not describe the sampler's output (KSampler drops them too)
-INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index", "downscale_ratio_spacial", "downscale_ratio_temporal")
+INPUT_ONLY_LATENT_KEYS = ("noise_mask", "batch_index", "downscale_ratio_spacial", "downscale_ratio_temporal", RUN_KEY)
 BATCHING_CHOICES = ("auto", "batched", "one by one")
 
 
@@ -60,11 +64,14 @@ def sample_video(
     eta: float,
     clip: Optional[ClipInput] = None,
     window_batching: str = "auto",
+    anchor=None,
+    checkpoints=None,
 ) -> dict:
     """Run ``sampler`` (a generate function of samplers/) and return the output LATENT of ``length`` frames.
 
     ``latent`` gives batch, channels and size; ``layout`` is the sampler's layout (its
-    frames_per_call and windows_per_iteration size the model calls).
+    frames_per_call and windows_per_iteration size the model calls). ``anchor``: Reference
+    Anchor's settings; ``checkpoints``: the Checkpoints node's (saving, resuming, re-rolling).
     """
     check_finite_number("eta", eta)
     check_sigmas(sigmas)
@@ -82,22 +89,34 @@ def sample_video(
     check_latent_channels(video, patcher.model, family)
     batch, channels, _, height, width = video.shape
     clip_video = None if clip is None else _clip_video(clip, family, video)
-    windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family) else 1
+    model, device = patcher.model, patcher.load_device
+    reference = _reference(anchor, family, model, video, device)
+    frames = layout.frames_per_call + reference_frames(reference)
+    windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family, frames) else 1
     rows = windows_per_call * batch
-    frames = layout.frames_per_call
     call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
 
-    model, device = patcher.model, patcher.load_device
     output = torch.zeros(batch, channels, length, height, width)
     progress = _ProgressReport(patcher)
+    recorder = None
+    resumption = None
+    if checkpoints is not None:
+        settings = _run_settings(sampler, guidance, layout, sigmas, eta, video, reference, seed, length)
+        recorder = RunCheckpoints(checkpoints, settings)
+        resumption = recorder.resume(output, lambda state, frame: layout.reroll_switch(state, frame, len(sigmas) - 1))
     late = [_BoundInsideSampling() for _ in guidance.guiders]
     denoise = late[0] if len(late) == 1 else Experts(late, guidance.boundaries, guidance.switch_every)
     generated = sampler(
         denoise, (batch, channels, height, width), sigmas,
         layout=layout, num_frames=length, space=noise_space(model),
         clip=None if clip_video is None else to_model_space(model, clip_video.to(device)),
-        eta=eta, generator=torch.Generator().manual_seed(seed), prompt_of_frame=guidance.prompt_of_frame,
-        windows_per_call=windows_per_call, device=device, callback=progress)
+        eta=eta, generator=torch.Generator().manual_seed(seed),
+        prompt_of_frame=guidance.prompt_of_frame if resumption is None else resumption.prompt_of_frame,
+        windows_per_call=windows_per_call, device=device,
+        callback=progress if recorder is None else _Saving(recorder, output, progress),
+        reference=reference,
+        resume=None if resumption is None else resumption.state,
+        reroll=None if resumption is None else resumption.reroll)
 
     def stream_into_output(framewise_denoisers):
         loader = ExpertLoader(list(guidance.guiders), call_shape)
@@ -107,10 +126,62 @@ def sample_video(
             if index >= 0:
                 output[:, :, index : index + block.shape[2]] = to_host_space(model, block).to(output)
 
-    run_with_framewise_denoisers(list(guidance.guiders), call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
+    try:
+        run_with_framewise_denoisers(list(guidance.guiders), call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
+    except BaseException:
+        if recorder is not None:
+            recorder.stopped(output)
+        raise
     out = {key: value for key, value in latent.items() if key not in INPUT_ONLY_LATENT_KEYS}
+    if recorder is not None:
+        recorder.finished(output)
+        out[RUN_KEY] = recorder.name
     out["samples"] = host_layout(output, family)
     return out
+
+
+def _reference(anchor, family, model, video: torch.Tensor, device):
+    """The reference the samplers show in front of every window, in model space: None, FIRST_FRAME, or a latent's first frame."""
+    if anchor is None:
+        return None
+    if anchor.reference is None:
+        return FIRST_FRAME
+    first = _clip_video(ClipInput(anchor.reference, "reference", "encode an image with the model's VAE, or leave the reference unconnected."), family, video)[:, :, :1]
+    return to_model_space(model, first.to(device))
+
+
+def _run_settings(sampler, guidance: Guidance, layout, sigmas, eta, video, reference, seed, length) -> RunSettings:
+    """What decides the frames besides the state, for the checks of a resumed run (nodes/checkpoints.py)."""
+    guider = guidance.guiders[0]
+    conds = getattr(guider, "original_conds", {})
+    if isinstance(guider, PromptScheduleGuider):
+        prompts = [digest([conds[f"positive_{i}"], conds.get("negative")]) for i in range(sum(1 for key in conds if key.startswith("positive_")))]
+    else:
+        prompts = [digest(conds)]
+    batch, channels, _, height, width = video.shape
+    settings = {
+        "sampler": sampler.__module__.rsplit(".", 1)[-1],
+        "layout": asdict(layout),
+        "sigmas": [float(s) for s in sigmas],
+        "eta": float(eta),
+        "latent": [batch, channels, height, width],
+        "model": [model_fingerprint(g.model_patcher) for g in guidance.guiders],
+        "cfg": [getattr(g, "cfg", None) for g in guidance.guiders],
+        "boundaries": list(guidance.boundaries),
+        "anchor": None if reference is None else reference if isinstance(reference, str) else digest(reference),
+    }
+    return RunSettings(settings["sampler"], settings, prompts, [guidance.prompt_of_frame(frame) for frame in range(length)], seed, length)
+
+
+class _Saving:
+    """The progress callback of a run with checkpoints: the state is noted (and saved when due) before anything else."""
+
+    def __init__(self, recorder: RunCheckpoints, output: torch.Tensor, progress):
+        self.recorder, self.output, self.progress = recorder, output, progress
+
+    def __call__(self, progress: Progress) -> None:
+        self.recorder.observe(progress.state, self.output)
+        self.progress(progress)
 
 
 def _check_boundaries(boundaries, sigmas: torch.Tensor) -> None:
@@ -166,7 +237,7 @@ def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
     return clip_video.expand(video.shape[0], -1, -1, -1, -1)
 
 
-def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, family) -> bool:
+def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, family, frames: int) -> bool:
     if window_batching not in BATCHING_CHOICES:
         raise ValueError(f"Unknown window batching {window_batching!r}; choose one of {', '.join(BATCHING_CHOICES)}.")
     if family.one_row_per_call:
@@ -180,7 +251,7 @@ def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, f
         return False
     batch, channels, _, height, width = video.shape
     # cond + uncond rows for every window of an iteration
-    shape = (2 * batch * layout.windows_per_iteration, channels, layout.frames_per_call, height, width)
+    shape = (2 * batch * layout.windows_per_iteration, channels, frames, height, width)
     needed = patcher.model.memory_required(shape)
     # the patcher's own answer: under dynamic VRAM, model_management.get_free_memory leaves out what it can offload
     return needed < 0.5 * patcher.get_free_memory(patcher.load_device)

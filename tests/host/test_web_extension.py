@@ -413,7 +413,8 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     editor.load_workflow("fifo_ltxv")
     layout = editor.layout(11)
     assert editor.query(11) == {
-        "length": "48", "method": "diagonal_queue", "window": "13", "start": "sample a first clip", "partitions": "2", "lookahead": "true", "steps": "26"}
+        "length": "48", "method": "diagonal_queue", "window": "13", "start": "sample a first clip", "partitions": "2", "lookahead": "true", "steps": "26",
+        "frames_per_level": "1", "reference_frames": "0"}
     assert (layout["levels"], layout["context_slots"], len(layout["windows"]), layout["steps_warning"]) == (26, 6, 4, None)
     first = editor.drawing(11)
     editor.screenshot(tmp_path, "queue_window13_partitions2_lookahead")
@@ -467,33 +468,33 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
 
 
 def test_window_drawing_follows_the_sampler_widgets(editor, tmp_path):
-    # pavdm_ltxv: sampler 11 (chunk 3, window_chunks 3), LTXV Scheduler 8 (18 steps)
+    # pavdm_ltxv: sampler 11 (chunk 2, window_chunks 5), LTXV Scheduler 8 (20 steps)
     editor.load_workflow("pavdm_ltxv")
     layout = editor.layout(11)
-    assert editor.query(11) == {"length": "48", "method": "progressive_ar", "chunk_size": "3", "window_chunks": "3", "steps": "18"}
-    # behind the clean chunk, chunks at 6, 12 and 18 of 18 steps left; 2 calls per output frame
-    assert layout["steps_left"] == [0] * 3 + [6] * 3 + [12] * 3 + [18] * 3
-    assert (layout["calls_per_frame"], layout["run_calls"], layout["steps_warning"]) == (2, 108, None)
+    assert editor.query(11) == {"length": "48", "method": "progressive_ar", "chunk_size": "2", "window_chunks": "5", "steps": "20", "reference_frames": "0"}
+    # behind the clean chunk, chunks at 4, 8, ..., 20 of 20 steps left; 2 calls per output frame
+    assert layout["steps_left"] == [0] * 2 + [4] * 2 + [8] * 2 + [12] * 2 + [16] * 2 + [20] * 2
+    assert (layout["calls_per_frame"], layout["run_calls"], layout["steps_warning"]) == (2, 112, None)
     first = editor.drawing(11)
-    editor.screenshot(tmp_path, "window_chunks3")
+    editor.screenshot(tmp_path, "window_chunks5")
 
-    editor.set_widget(11, "window_chunks", 4)
-    layout = editor.layout(11, window_chunks=4)
-    assert "must be a multiple of 4" in layout["steps_warning"]
-    assert layout["levels"] == 12  # drawn for PA-VDM's own setting while the steps do not fit
+    editor.set_widget(11, "window_chunks", 3)
+    layout = editor.layout(11, window_chunks=3)
+    assert "must be a multiple of 3" in layout["steps_warning"]
+    assert layout["levels"] == 6  # drawn for PA-VDM's own setting while the steps do not fit
     with_warning = editor.drawing(11)
     assert changed_pixels(first, with_warning) > 500
     editor.screenshot(tmp_path, "window_steps_warning")
 
-    editor.set_widget(11, "chunk_size", 2)
-    layout = editor.layout(11, chunk_size=2)
-    assert len(layout["steps_left"]) == 2 * 5
+    editor.set_widget(11, "chunk_size", 3)
+    layout = editor.layout(11, chunk_size=3)
+    assert len(layout["steps_left"]) == 3 * 4
     assert changed_pixels(with_warning, editor.drawing(11)) > 200
 
-    # the scheduler is a linked node: 20 steps fit 4 chunks again
-    editor.set_widget(8, "steps", 20)
-    layout = editor.layout(11, steps=20)
-    assert (layout["steps"], layout["steps_warning"], layout["levels"]) == (20, None, 20)
+    # the scheduler is a linked node: 21 steps fit 3 chunks again
+    editor.set_widget(8, "steps", 21)
+    layout = editor.layout(11, steps=21)
+    assert (layout["steps"], layout["steps_warning"], layout["levels"]) == (21, None, 21)
     assert editor.extension_problems() == []
 
 

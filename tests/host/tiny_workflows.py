@@ -39,6 +39,7 @@ TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "p
 # MiniMax H3 makes chunks of 5 + 17 n frames
 TEST_SEARCH_H3_CHUNK = 5
 TEST_STITCH = {"chunk_length": 9, "overlap": 2}
+FRAMES_PER_LEVEL = 2  # a Few-Step Queue's g on tiny models: a window of 4 frames over 2 levels
 # Nodes that encode pixels with the VAE they are given; the tiny Wan 2.2 TAEHV needs a test encoder.
 ENCODING_NODES = ("VAEEncode", "Wan22ImageToVideoLatent", "LongVideoKStepNoiseSearch")
 
@@ -50,12 +51,15 @@ def load_api_workflow(name: str) -> dict:
 def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, chunk_size=2, window_chunks=2, wan22_5b=False, wan21=False) -> dict:
     """The workflow with tiny model files, fake text conditioning and test sizes.
 
-    The scheduler gets the steps the sampler needs: window x partitions for the Diagonal Queue
-    Sampler, chunk_size x window_chunks for the Progressive AR Sampler. The k-step search and the
+    The scheduler gets the steps the sampler needs: window x partitions / frames per level for the
+    Diagonal Queue Sampler, chunk_size x window_chunks for the Progressive AR Sampler. The k-step search and the
     stitcher get short chunks.
     """
     prompt = copy.deepcopy(load_api_workflow(name))
-    progressive = any(node["class_type"] == "LongVideoProgressiveARSampler" for node in prompt.values())
+    kinds = {node["class_type"] for node in prompt.values()}
+    progressive = "LongVideoProgressiveARSampler" in kinds
+    # a queue of window x partitions frames (one partition without Latent Partition), g of them per level
+    queue_levels = window * (partitions if "LongVideoLatentPartition" in kinds else 1) // (FRAMES_PER_LEVEL if "LongVideoFewStepQueue" in kinds else 1)
     text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] for node_id, node in prompt.items() if node["class_type"] == "CLIPLoader"}
     minimax_h3 = any(node["class_type"] == "CLIPLoader" and node["inputs"]["type"] == "minimax" for node in prompt.values())
     for node_id, node in list(prompt.items()):
@@ -69,10 +73,12 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
         elif kind == "CLIPTextEncode":
             width = text_width[inputs["clip"][0]]
             node.update(class_type="LongVideoTestConditioning", inputs={"width": width, "tokens": 8, "seed": int(node_id), "scale": 1.0})
-        elif kind.startswith("Empty") or kind in ("Wan22ImageToVideoLatent", "CosmosPredict2ImageToVideoLatent"):
+        elif kind.startswith("Empty") or kind in ("Wan22ImageToVideoLatent", "CosmosPredict2ImageToVideoLatent", "ImageScale"):
             inputs.update(TEST_SIZES)
         elif kind in ("BasicScheduler", "LTXVScheduler"):
-            inputs["steps"] = chunk_size * window_chunks if progressive else window * partitions
+            inputs["steps"] = chunk_size * window_chunks if progressive else queue_levels
+        elif kind == "LongVideoFewStepQueue":
+            inputs["frames_per_level"] = FRAMES_PER_LEVEL
         elif kind == "LongVideoLatentPartition":
             inputs["partitions"] = partitions
         elif kind == "LongVideoDiagonalQueueSampler":

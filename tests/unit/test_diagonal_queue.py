@@ -132,13 +132,14 @@ def test_frame_independent_model_gives_plain_sampling_of_every_new_frame(name):
         torch.testing.assert_close(frames[first_new + offset], expected, rtol=0, atol=2e-5)
 
 
-def reference_fifo(process, queue, sigmas, f, n, lookahead, iterations, tails):
-    """The official FIFO loop (funcs.py fifo_ddim_sampling) restated in this pack's level convention."""
+def reference_fifo(process, queue, sigmas, f, n, lookahead, iterations, tails, g=1):
+    """The official FIFO loop (funcs.py fifo_ddim_sampling) restated in this pack's level convention;
+    with ``g`` frames per level (docs/algorithms.md §1.8) slot j is at level j // g and g frames leave per iteration."""
     S = f * n
     pad = f // 2 if lookahead else 0
     frames = [queue[:, :, q] for q in range(queue.shape[2])]
-    level = [0.0] * pad + [float(sigmas[S - 1 - j]) for j in range(S)]
-    level_next = [0.0] * pad + [float(sigmas[S - j]) for j in range(S)]
+    level = [0.0] * pad + [float(sigmas[S // g - 1 - j // g]) for j in range(S)]
+    level_next = [0.0] * pad + [float(sigmas[S // g - j // g]) for j in range(S)]
     out = []
     for it in range(iterations):
         snapshot = list(frames)
@@ -152,8 +153,8 @@ def reference_fifo(process, queue, sigmas, f, n, lookahead, iterations, tails):
             for q in range(first_written, start + f):
                 s, s_next = level[q], level_next[q]
                 frames[q] = snapshot[q] + (s_next - s) * (snapshot[q] - denoised[:, :, q - start]) / s
-        out.append(frames[pad])
-        frames = frames[1:] + [tails[it] * sigmas[0]]
+        out += frames[pad : pad + g]
+        frames = frames[g:] + [tail * sigmas[0] for tail in tails[it * g : (it + 1) * g]]
     return out
 
 
@@ -212,8 +213,10 @@ def test_model_calls_and_frames_per_call_follow_the_spec(name, num_frames):
     region = f // 2 if layout.lookahead else f
     skipped = sum(windows_per_iteration - math.ceil(live / region) for live in in_flight)
     assert len(process.calls) == official - skipped
-    # f frames per call; only when fewer than f frames are left does the window shrink to them
-    expected_lengths = [min(f, layout.context_slots + live) for live in in_flight for _ in range(math.ceil(live / region))]
+    # f frames per call to the end: while the queue drains, its finished frames stay in front as clean
+    # context (docs/algorithms.md §1.5); only a run shorter than the queue has fewer frames to show
+    queue_frames = layout.context_slots + min(S, iterations)
+    expected_lengths = [min(f, queue_frames) for live in in_flight for _ in range(math.ceil(live / region))]
     assert [shape[2] for shape, _, _ in process.calls] == expected_lengths
 
 
