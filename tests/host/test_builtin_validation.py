@@ -14,9 +14,9 @@ from pack_access import pack_module
 
 # the pack's node ids; the first test makes sure none is missing
 PACK_NODES = (
-    "LongVideoChunkStitcher", "LongVideoDecodeToVideoFile", "LongVideoDiagonalQueueSampler", "LongVideoKStepNoiseSearch",
+    "LongVideoCheckpoints", "LongVideoChunkStitcher", "LongVideoDecodeToVideoFile", "LongVideoDiagonalQueueSampler", "LongVideoKStepNoiseSearch",
     "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoOpenCLIPLoader", "LongVideoProgressiveARSampler",
-    "LongVideoPromptFrameRange", "LongVideoWanExperts",
+    "LongVideoPromptFrameRange", "LongVideoWanExperts", "LongVideoFewStepQueue", "LongVideoReferenceAnchor",
 )
 NOT_AN_OPTION = "not one of the options"
 

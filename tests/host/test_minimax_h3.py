@@ -199,9 +199,9 @@ def test_the_samplers_run_h3_windows_one_per_call_and_say_so_when_batched(comfy_
     layout = type("Layout", (), {"windows_per_iteration": 4, "frames_per_call": VIDEO[2]})()
     video = torch.zeros(VIDEO)
     with caplog.at_level(logging.WARNING):
-        assert not run._batch_windows("auto", model, layout, video, family)
+        assert not run._batch_windows("auto", model, layout, video, family, VIDEO[2])
         assert not caplog.records
-        assert not run._batch_windows("batched", model, layout, video, family)
+        assert not run._batch_windows("batched", model, layout, video, family, VIDEO[2])
     assert "MiniMax H3 takes one window per model call" in caplog.text
 
 
