@@ -212,7 +212,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
         clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), callback=progress.step)
     queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
-    layout = _split_at_expert_boundary(layout, experts, sigmas)
+    layout = split_at_expert_boundary(layout, experts, sigmas)
     position_prompt = lambda position: prompt_of_frame(max(0, position - warmup))  # noqa: E731
     for position, frame in _run_queue(experts, queue, sigmas, layout, warmup + num_frames, space, eta, generator, windows_per_call, position_prompt):
         index = position - warmup
@@ -220,7 +220,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         progress.step(frame if index >= 0 else None)
 
 
-def _split_at_expert_boundary(layout, experts, sigmas):
+def split_at_expert_boundary(layout, experts, sigmas):
     """Without lookahead, the layout split where the experts' bands meet (docs/algorithms.md §1.7)."""
     if experts.count == 1 or layout.lookahead:
         return layout
@@ -250,7 +250,7 @@ def _run_queue(experts, queue, sigmas, layout, total, space, eta, generator, win
             while block < experts.switch_every and position + block < total and in_flight_counts[position + block] == layout.levels:
                 block += 1
         calls = [
-            _calls(experts, slot_experts, layout.windows(in_flight_counts[position + t]), windows_per_call, position + t - context, prompt_of_position)
+            calls_of_iteration(experts, slot_experts, layout.windows(in_flight_counts[position + t]), windows_per_call, position + t - context, prompt_of_position)
             for t in range(block)
         ]
         enqueues = [position + t + layout.levels < total for t in range(block)]
@@ -328,7 +328,7 @@ def _advance(experts, calls, queue, now, nxt, space, eta, noise):
 
 
 @dataclass
-class _Call:
+class ModelCall:
     """Windows that share one model call, each with the slots ``[first, stop)`` this call's expert writes."""
 
     written: list[tuple[Window, int, int]] = field(default_factory=list)
@@ -338,18 +338,18 @@ class _Call:
         return [w for w, _, _ in self.written]
 
 
-def _calls(experts, slot_experts, windows, windows_per_call, position_of_slot_zero, prompt_of_position):
+def calls_of_iteration(experts, slot_experts, windows, windows_per_call, position_of_slot_zero, prompt_of_position):
     """The model calls of one iteration: ``(expert, prompt, windows)``, up to ``windows_per_call`` windows
     of the same expert, length and prompt each, all calls of one expert together."""
-    by_expert: dict[int, list[tuple[int, _Call]]] = {}
-    filling: dict[tuple[int, int, int], _Call] = {}
+    by_expert: dict[int, list[tuple[int, ModelCall]]] = {}
+    filling: dict[tuple[int, int, int], ModelCall] = {}
     for w in windows:
         prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.write_end - 1) // 2)
         for expert, first, stop in expert_runs(slot_experts[w.write_start : w.write_end], offset=w.write_start):
             kind = (expert, w.stop - w.start, prompt)
             call = filling.get(kind)
             if call is None or len(call.written) >= windows_per_call:
-                call = filling[kind] = _Call()
+                call = filling[kind] = ModelCall()
                 by_expert.setdefault(expert, []).append((prompt, call))
             call.written.append((w, first, stop))
     return [(expert, prompt, call) for expert in experts.order(by_expert) for prompt, call in by_expert[expert]]
