@@ -4,10 +4,10 @@ Both summaries share one shape, so one drawing serves both samplers: the latent 
 model sees, oldest (cleanest) first, each with the steps it has left (0 = clean context, the
 schedule's step count = fresh noise), the group each slot belongs to (a partition of the queue,
 or a chunk of the window; -1 for clean context), the windows the model is called on (the slots
-each reads, and the slots it writes), and the cost. With experts (Wan 2.2 A14B) and the schedule they run on, each slot also has the expert
-that denoises it (-1 for clean context), and the windows and cost are those the sampler runs with
-the experts. Everything comes from the layouts and functions the samplers run with, so the
-drawing cannot drift from the sampling.
+each reads, and the slots it writes), and the cost. With experts (Wan 2.2 A14B) and the schedule
+they run on, each slot also has the expert that denoises it (-1 for clean context), and the
+windows and cost are those the sampler runs with the experts. Everything comes from the layouts
+and functions the samplers run with, so the drawing cannot drift from the sampling.
 """
 from __future__ import annotations
 
