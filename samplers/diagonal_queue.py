@@ -317,7 +317,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
     else:
         state = resume_on(resume, generator, device)
         progress = IterationCounter(state.iteration - state.position + layout.queue_iterations(state.warmup + num_frames), callback, state.iteration)
-    layout = _split_at_expert_boundary(layout, experts, sigmas)
+    layout = split_at_expert_boundary(layout, experts, sigmas)
     for position, frames, after in _run_queue(experts, state, sigmas, layout, state.warmup + num_frames, space, eta, generator, windows_per_call, prompt_of_frame, reroll):
         index = position - state.warmup
         if index < 0 < index + frames.shape[FRAME_DIM]:
@@ -327,7 +327,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         progress.step(frames if index >= 0 else None, after)
 
 
-def _split_at_expert_boundary(layout, experts, sigmas):
+def split_at_expert_boundary(layout, experts, sigmas):
     """Without lookahead, the layout split where the experts' bands meet (docs/algorithms.md §1.7)."""
     if experts.count == 1 or layout.lookahead:
         return layout
@@ -367,7 +367,7 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
         now = torch.cat([clean.expand(front), inflight_now[:in_flight]])
         nxt = torch.cat([clean.expand(front), inflight_next[:in_flight]])
         slot_experts = inflight_experts[:1] * front + inflight_experts[:in_flight]
-        calls = _calls(experts, slot_experts, layout.windows(in_flight, front), windows_per_call, position * g - front, prompt_of_position)
+        calls = calls_of_iteration(experts, slot_experts, layout.windows(in_flight, front), windows_per_call, position * g - front, prompt_of_position)
         return front, in_flight, now, nxt, calls
 
     position = state.position
@@ -476,7 +476,7 @@ def _advance(experts, calls, queue, now, nxt, space, eta, noise, reference=None)
 
 
 @dataclass
-class _Call:
+class ModelCall:
     """Windows that share one model call, each with the slots ``[first, stop)`` this call's expert writes."""
 
     written: list[tuple[Window, int, int]] = field(default_factory=list)
@@ -486,18 +486,18 @@ class _Call:
         return [w for w, _, _ in self.written]
 
 
-def _calls(experts, slot_experts, windows, windows_per_call, position_of_slot_zero, prompt_of_position):
+def calls_of_iteration(experts, slot_experts, windows, windows_per_call, position_of_slot_zero, prompt_of_position):
     """The model calls of one iteration: ``(expert, prompt, windows)``, up to ``windows_per_call`` windows
     of the same expert, length and prompt each, all calls of one expert together."""
-    by_expert: dict[int, list[tuple[int, _Call]]] = {}
-    filling: dict[tuple[int, int, int], _Call] = {}
+    by_expert: dict[int, list[tuple[int, ModelCall]]] = {}
+    filling: dict[tuple[int, int, int], ModelCall] = {}
     for w in windows:
         prompt = prompt_of_position(position_of_slot_zero + (w.write_start + w.write_end - 1) // 2)
         for expert, first, stop in expert_runs(slot_experts[w.write_start : w.write_end], offset=w.write_start):
             kind = (expert, w.stop - w.start, prompt)
             call = filling.get(kind)
             if call is None or len(call.written) >= windows_per_call:
-                call = filling[kind] = _Call()
+                call = filling[kind] = ModelCall()
                 by_expert.setdefault(expert, []).append((prompt, call))
             call.written.append((w, first, stop))
     return [(expert, prompt, call) for expert in experts.order(by_expert) for prompt, call in by_expert[expert]]

@@ -65,6 +65,20 @@ class Experts:
         return self.denoisers[expert](x, levels, prompt)
 
 
+def check_boundaries(boundaries, sigmas: torch.Tensor) -> None:
+    """Every expert serves at least one level of the schedule."""
+    levels = sigmas[sigmas > 0]
+    for boundary in boundaries:
+        above = int((levels >= boundary).sum())
+        if above == 0 or above == len(levels):
+            side, expert = ("above", "high-noise") if above == 0 else ("at or below", "low-noise")
+            raise ValueError(
+                f"The experts' boundary {boundary:g} is {side} every noise level of the schedule ({float(levels.max()):.3g} to "
+                f"{float(levels.min()):.3g}), so the {expert} expert would never run. Set the boundary between them (0 picks Wan 2.2's own) "
+                f"or change the scheduler's shift."
+            )
+
+
 def as_experts(denoise: Union["Denoiser", Experts]) -> Experts:
     """One denoiser is a single expert serving every level."""
     return denoise if isinstance(denoise, Experts) else Experts([denoise])

@@ -233,7 +233,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         sizes = [chunks[j].shape[FRAME_DIM] for j, _ in in_window]
         context_frames = 0 if context is None else context.shape[FRAME_DIM]
         x = torch.cat(([] if context is None else [context]) + [chunks[j] for j, _ in in_window], dim=FRAME_DIM)
-        now, nxt = (_frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
+        now, nxt = (window_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
         first_frame = in_window[0][0] * layout.chunk
         prompts = [prompt_of_frame(first_frame + k) for k in range(x.shape[FRAME_DIM] - context_frames)]
         denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), prompts, context_frames, reference_frames)
@@ -254,7 +254,7 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         progress.step(context if finished else None, state)
 
 
-def _frame_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
+def window_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
     """Each window frame's level, the clean context first: ``ahead = 0`` before the call, ``1`` after it."""
     chunk_levels = [sigmas[steps - left + ahead].expand(size) for (_, left), size in zip(in_window, sizes)]
     return torch.cat([sigmas.new_zeros(context_frames), *chunk_levels])

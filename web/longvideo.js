@@ -3,6 +3,12 @@
 // The layout itself comes from the pack's GET /longvideo/layout (computed by the samplers' own
 // Python code); nothing of the schedules is re-implemented here.
 //
+// With Wan 2.2 Experts on the sampler's `experts` input, a band under the slots shows which expert
+// denoises each one. A slot's expert follows from its noise level, so the query also carries what
+// the SIGMAS are made of (the experts' boundary, the BasicScheduler's widgets, the shift of the
+// ModelSamplingSD3 node in front of the scheduler's model), and the server computes them with
+// ComfyUI's own nodes.
+//
 // The drawing is a canvas widget, which both renderers show: the classic canvas calls its draw()
 // on every frame it paints, the Vue ("Nodes 2.0") renderer only when the widget is mounted or
 // resized, when a widget of the same node changes, and when the widget's triggerDraw() is called.
@@ -11,6 +17,7 @@ import { api } from "../../scripts/api.js";
 
 const QUEUE_SAMPLER = "LongVideoDiagonalQueueSampler";
 const WINDOW_SAMPLER = "LongVideoProgressiveARSampler";
+const EXPERTS_NODE = "LongVideoWanExperts";
 const FETCH_DELAY_MS = 150;
 const CHECK_INTERVAL_MS = 250;
 const FILMSTRIP_FRAMES = 6;
@@ -19,19 +26,30 @@ const LAYOUT_WIDGET = "longvideo_layout";
 const MARGIN = 12;
 const HEADER = 16;
 const BARS = 40;
+const EXPERT_BAND = 6;
 const GROUP_LABELS = 12;
 const WINDOW_ROW = 7;
 const TEXT_LINE = 13;
 const WARNING_LINES = 5;
 const FILMSTRIP = 56;
-const AREA_HEIGHT = HEADER + BARS + GROUP_LABELS + 2 * WINDOW_ROW + 6 + 2 * TEXT_LINE + WARNING_LINES * TEXT_LINE + FILMSTRIP + 8;
+const AREA_HEIGHT = HEADER + BARS + EXPERT_BAND + GROUP_LABELS + 2 * WINDOW_ROW + 6 + 3 * TEXT_LINE + WARNING_LINES * TEXT_LINE + FILMSTRIP + 8;
 
 const CLEAN = [76, 175, 80];
 const LOW_NOISE = [66, 133, 244];
 const HIGH_NOISE = [234, 108, 62];
+// the experts, noisiest band first, as the server numbers them
+const EXPERTS = [
+  { name: "high-noise", colour: [200, 90, 230] },
+  { name: "low-noise", colour: [60, 200, 190] },
+];
 
 function widgetValue(node, name) {
   return node?.widgets?.find((w) => w.name === name)?.value;
+}
+
+function isLinkedWidget(node, name) {
+  const slot = node.inputs?.findIndex((input) => input.widget?.name === name) ?? -1;
+  return slot >= 0 && node.isInputConnected(slot);
 }
 
 function inputNode(node, name) {
@@ -80,7 +98,52 @@ function referenceFrames(node) {
   return anchor?.type === "LongVideoReferenceAnchor" && !anchor.mode ? 1 : 0;
 }
 
-function layoutQuery(node) {
+// The file name of the model loaded upstream of a model input (Load Diffusion Model, a checkpoint
+// loader), through the nodes that patch the model.
+function modelFileName(node, input) {
+  for (let source = inputNode(node, input); source; source = inputNode(source, "model")) {
+    const name = widgetValue(source, "unet_name") ?? widgetValue(source, "ckpt_name");
+    if (typeof name === "string") return name;
+  }
+  return null;
+}
+
+// Boundary 0 is Wan 2.2's own for the experts' task, which Wan 2.2 Experts reads from the model;
+// the editor has only the high-noise model's file name (Comfy-Org's say t2v or i2v).
+function autoTask(experts) {
+  const name = modelFileName(experts, "high_noise_model") ?? "";
+  if (/i2v/i.test(name)) return { task: "image_to_video", note: "auto: image-to-video, from the model's file name" };
+  if (/t2v/i.test(name)) return { task: "text_to_video", note: "auto: text-to-video, from the model's file name" };
+  return { task: "text_to_video", note: "auto: text-to-video assumed, the model's file name does not say" };
+}
+
+// Wan 2.2 Experts on the sampler: null without them, else { values } for the query with a note
+// for the legend, or { unknown } saying why the editor cannot know the slots' experts.
+function expertsRequest(node) {
+  const experts = inputNode(node, "experts");
+  if (experts?.type !== EXPERTS_NODE || experts.mode) return null;
+  if (isLinkedWidget(experts, "boundary")) return { unknown: "the Wan 2.2 Experts boundary comes through a link" };
+  const scheduler = inputNode(node, "sigmas");
+  if (scheduler?.type !== "BasicScheduler" || scheduler.mode) return { unknown: "the sampler's SIGMAS do not come from a BasicScheduler" };
+  const linked = ["scheduler", "steps", "denoise"].find((name) => isLinkedWidget(scheduler, name));
+  if (linked) return { unknown: `the BasicScheduler's ${linked} comes through a link` };
+  const values = { boundary: widgetValue(experts, "boundary"), scheduler: widgetValue(scheduler, "scheduler"), denoise: widgetValue(scheduler, "denoise") };
+  // the nearest enabled ModelSamplingSD3 sets the shift; without one the model keeps Wan's own
+  for (let source = inputNode(scheduler, "model"); source; source = inputNode(source, "model")) {
+    if (source.mode) continue;
+    if (source.type === "ModelSamplingSD3") {
+      if (isLinkedWidget(source, "shift")) return { unknown: "the ModelSamplingSD3 shift comes through a link" };
+      values.shift = widgetValue(source, "shift");
+      break;
+    }
+    if (source.type.startsWith("ModelSampling")) return { unknown: `the scheduler's model goes through ${source.type}` };
+  }
+  if (values.boundary !== 0) return { values, note: "" };
+  const { task, note } = autoTask(experts);
+  return { values: { ...values, task }, note };
+}
+
+function layoutQuery(node, experts) {
   const query = { length: widgetValue(node, "length"), reference_frames: referenceFrames(node) };
   if (node.type === QUEUE_SAMPLER) {
     const { partitions, lookahead, frames_per_level } = queueOptions(node);
@@ -101,6 +164,7 @@ function layoutQuery(node) {
   }
   const steps = schedulerSteps(node);
   if (steps != null) query.steps = steps;
+  if (experts?.values) Object.assign(query, experts.values);
   return new URLSearchParams(query).toString();
 }
 
@@ -109,14 +173,17 @@ function layoutQuery(node) {
 // only for changes on the node itself, and no event of either frontend follows every change on
 // the linked nodes (a value typed into a scheduler, a bypassed option node, a new link).
 function refreshLayout(node) {
-  const query = layoutQuery(node);
-  if (query === node.longVideoQuery) return;
+  const experts = expertsRequest(node);
+  const query = layoutQuery(node, experts);
+  const expertsNote = experts?.unknown ?? experts?.note ?? null;
+  if (query === node.longVideoQuery && expertsNote === node.longVideoExpertsNote) return;
   node.longVideoQuery = query;
+  node.longVideoExpertsNote = expertsNote;
   clearTimeout(node.longVideoTimer);
-  node.longVideoTimer = setTimeout(() => fetchLayout(node, query), FETCH_DELAY_MS);
+  node.longVideoTimer = setTimeout(() => fetchLayout(node, query, experts), FETCH_DELAY_MS);
 }
 
-async function fetchLayout(node, query) {
+async function fetchLayout(node, query, experts) {
   let layout;
   try {
     const answer = await api.fetchApi(`/longvideo/layout?${query}`);
@@ -127,6 +194,7 @@ async function fetchLayout(node, query) {
   if (query !== node.longVideoQuery) return; // a newer request is on its way
   node.longVideoLayout = layout;
   node.longVideoLayoutQuery = query;
+  node.longVideoLayoutExperts = experts;
   redraw(node);
 }
 
@@ -187,6 +255,13 @@ function drawSlots(ctx, layout, x, y, width) {
     ctx.fillStyle = slotColour(layout.steps_left[i], layout.levels);
     ctx.fillRect(x + i * slotWidth, y + BARS - height, Math.max(1, slotWidth - (slotWidth > 3 ? 1 : 0)), height);
   }
+  // the expert that denoises each slot, in a band under its bar: one rectangle per run of slots
+  for (let i = 0, end = 0; layout.expert && i < slots; i = end) {
+    for (end = i + 1; end < slots && layout.expert[end] === layout.expert[i]; ) end++;
+    if (layout.expert[i] < 0) continue;
+    ctx.fillStyle = rgb(EXPERTS[layout.expert[i]].colour);
+    ctx.fillRect(x + i * slotWidth, y + BARS + 1, (end - i) * slotWidth, EXPERT_BAND - 2);
+  }
   // group boundaries (partitions or chunks) with their numbers
   ctx.strokeStyle = "#ddd";
   ctx.fillStyle = "#bbb";
@@ -204,21 +279,57 @@ function drawSlots(ctx, layout, x, y, width) {
     }
     const label = group < 0 ? "clean" : `${layout.group_name[0].toUpperCase()}${group + 1}`;
     if ((groupEnd - i) * slotWidth > ctx.measureText(label).width) {
-      ctx.fillText(label, x + ((i + groupEnd) / 2) * slotWidth, y + BARS + GROUP_LABELS - 2);
+      ctx.fillText(label, x + ((i + groupEnd) / 2) * slotWidth, y + BARS + EXPERT_BAND + GROUP_LABELS - 2);
     }
   }
   return slotWidth;
 }
 
 function drawWindows(ctx, layout, x, y, slotWidth) {
-  // overlapping windows (lookahead) alternate between two rows
+  // overlapping windows (lookahead, the experts' split) alternate between two rows: a thin line
+  // over the slots a window reads, a thick one over those it writes
   layout.windows.forEach((w, k) => {
     const rowY = y + (k % 2) * WINDOW_ROW;
     ctx.fillStyle = "rgba(200,200,200,0.6)";
-    ctx.fillRect(x + w.start * slotWidth, rowY + 2, (w.write_start - w.start) * slotWidth, 2);
+    ctx.fillRect(x + w.start * slotWidth, rowY + 2, (w.stop - w.start) * slotWidth, 2);
     ctx.fillStyle = k % 2 ? "#e0c050" : "#f0f0f0";
-    ctx.fillRect(x + w.write_start * slotWidth, rowY + 1, (w.stop - w.write_start) * slotWidth - 1, 4);
+    ctx.fillRect(x + w.write_start * slotWidth, rowY + 1, (w.write_stop - w.write_start) * slotWidth - 1, 4);
   });
+}
+
+// One line of text in parts of their own colours, narrowed as a whole to the width.
+function fillParts(ctx, parts, x, y, width) {
+  const widths = parts.map(([text]) => ctx.measureText(text).width);
+  const scale = Math.min(1, width / widths.reduce((sum, w) => sum + w, 0));
+  parts.forEach(([text, colour], i) => {
+    ctx.fillStyle = colour;
+    ctx.fillText(text, x, y, widths[i] * scale);
+    x += widths[i] * scale;
+  });
+}
+
+// "high-noise expert: 23 slots · low-noise: 19", each in its expert's colour
+function expertsLegend(layout) {
+  const parts = EXPERTS.map(({ name, colour }, e) => {
+    const count = layout.expert.filter((slotExpert) => slotExpert === e).length;
+    return [e === 0 ? `${name} expert: ${count} slots` : `${name}: ${count}`, rgb(colour)];
+  });
+  return [parts[0], [" · ", "#ccc"], parts[1]];
+}
+
+// "boundary 0.875 (auto: text-to-video, from the model's file name) · shift 8 · simple"
+function expertsSchedule(node, layout) {
+  const { boundary, shift, scheduler } = layout.expert_schedule;
+  const note = node.longVideoLayoutExperts.note;
+  const ownShift = new URLSearchParams(node.longVideoLayoutQuery).has("shift") ? "" : " (Wan's own)";
+  return `boundary ${boundary}${note ? ` (${note})` : ""} · shift ${shift}${ownShift} · ${scheduler}`;
+}
+
+// Why the experts are not drawn, where they are connected: the server's answer or the editor's own reason.
+function expertsProblem(node, layout) {
+  const experts = node.longVideoLayoutExperts;
+  if (!experts || layout.expert) return null;
+  return experts.unknown ? `Which expert serves each slot is not known: ${experts.unknown}.` : layout.expert_warning;
 }
 
 function drawFilmstrip(ctx, node, x, y, width) {
@@ -265,7 +376,7 @@ function drawLayout(ctx, node, widgetWidth, top) {
     ctx.fillText(`${what}: ${layout.steps_left.length} slots, ${layout.levels} noise levels, ${groups} ${layout.group_name}s${lookahead}`, x, y, width);
     y = top + HEADER;
     const slotWidth = drawSlots(ctx, layout, x, y, width);
-    y += BARS + GROUP_LABELS;
+    y += BARS + EXPERT_BAND + GROUP_LABELS;
     drawWindows(ctx, layout, x, y, slotWidth);
     y += 2 * WINDOW_ROW + 6 + 9;
     ctx.font = "11px sans-serif";
@@ -276,8 +387,20 @@ function drawLayout(ctx, node, widgetWidth, top) {
     const steps = layout.steps == null ? "not known (no steps widget on the linked scheduler)" : String(layout.steps);
     if (layout.steps_warning) ctx.fillStyle = "#ff7070";
     ctx.fillText(`scheduler steps: ${steps}; needed: ${layout.steps_needed}`, x, y, width);
-    if (layout.steps_warning) {
-      const lines = wrap(ctx, layout.steps_warning, width);
+    const expertsWarning = expertsProblem(node, layout);
+    if (layout.expert) {
+      fillParts(ctx, expertsLegend(layout), x, y + TEXT_LINE, width);
+      ctx.fillStyle = "#ccc";
+      wrap(ctx, expertsSchedule(node, layout), width).slice(0, WARNING_LINES).forEach((line, i) => ctx.fillText(line, x, y + (i + 2) * TEXT_LINE));
+    } else if (expertsWarning) {
+      ctx.fillStyle = "#ff7070";
+      ctx.fillText("experts: not drawn", x, y + TEXT_LINE, width);
+    }
+    if (node.longVideoLayoutExperts) y += TEXT_LINE;
+    const warning = [layout.steps_warning, expertsWarning].filter(Boolean).join(" ");
+    if (warning) {
+      ctx.fillStyle = "#ff7070";
+      const lines = wrap(ctx, warning, width);
       if (lines.length > WARNING_LINES) lines.splice(WARNING_LINES - 1, Infinity, `${lines[WARNING_LINES - 1]}…`);
       lines.forEach((line, i) => ctx.fillText(line, x, y + (i + 1) * TEXT_LINE));
     }

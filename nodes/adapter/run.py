@@ -16,7 +16,7 @@ import comfy.sample
 import torch
 
 from ...samplers.anchoring import FIRST_FRAME, reference_frames
-from ...samplers.experts import Experts
+from ...samplers.experts import Experts, check_boundaries
 from ...samplers.frame_levels import Denoiser, Progress
 from ..checkpoints import RunCheckpoints, RunSettings, digest, model_fingerprint
 from ..input_checks import check_finite_number, check_finite_tensor, latent_samples
@@ -82,7 +82,7 @@ def sample_video(
             f"{family.name} makes its video and its sound together, and the samplers do not carry the sound yet. "
             f"k-Step Noise Search runs it; for these samplers use one of: {SUPPORTED_FAMILIES}."
         )
-    _check_boundaries(guidance.boundaries, sigmas)
+    check_boundaries(guidance.boundaries, sigmas)
     samples = comfy.sample.fix_empty_latent_channels(
         patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     video = video_layout(samples, family)
@@ -182,20 +182,6 @@ class _Saving:
     def __call__(self, progress: Progress) -> None:
         self.recorder.observe(progress.state, self.output)
         self.progress(progress)
-
-
-def _check_boundaries(boundaries, sigmas: torch.Tensor) -> None:
-    """Every expert serves at least one level of the schedule."""
-    levels = sigmas[sigmas > 0]
-    for boundary in boundaries:
-        above = int((levels >= boundary).sum())
-        if above == 0 or above == len(levels):
-            side, expert = ("above", "high-noise") if above == 0 else ("at or below", "low-noise")
-            raise ValueError(
-                f"The experts' boundary {boundary:g} is {side} every noise level of the schedule ({float(levels.max()):.3g} to "
-                f"{float(levels.min()):.3g}), so the {expert} expert would never run. Set the boundary between them (0 picks Wan 2.2's own) "
-                f"or change the scheduler's shift."
-            )
 
 
 class _BoundInsideSampling:

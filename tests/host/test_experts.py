@@ -1,7 +1,11 @@
 """Wan 2.2 A14B's two experts in the samplers, on a tiny pair of Wan 2.1-architecture models with different weights."""
+import json
+import urllib.parse
+
 import pytest
 import torch
 
+from hostile_inputs import http_get
 from input_media import write_guide_image, write_test_video
 from pack_access import call_node, fake_conditioning, pack_module, random_latent
 from tiny_workflows import node_of_type, tiny_workflow
@@ -160,3 +164,25 @@ def test_experts_that_cannot_work_get_a_clear_error(comfy_inprocess, tiny_model_
     comfy_inprocess.clear_cache()
     with pytest.raises(AssertionError, match=message):
         comfy_inprocess.run_prompt(prompt)
+
+
+@pytest.mark.parametrize("task, scheduler, shift, steps, denoise", [
+    ("t2v", "simple", 8.0, 42, 1.0), ("i2v", "beta", 3.0, 40, 1.0), ("t2v", "normal", 12.0, 18, 0.75), ("i2v", "simple", None, 16, 1.0)])
+def test_the_editors_experts_are_those_of_the_real_models_schedule(comfy_inprocess, comfy_server, tiny_model_names, task, scheduler, shift, steps, denoise):
+    """The layout route's schedule (ComfyUI's BasicScheduler on a stand-in for the experts' model
+    sampling) against the real one: a tiny A14B high-noise model, with or without ModelSamplingSD3."""
+    high = call_node(comfy_inprocess, "UNETLoader", unet_name=tiny_model_names[f"a14b_{task}_high"], weight_dtype="default")[0]
+    if shift is not None:
+        high = call_node(comfy_inprocess, "ModelSamplingSD3", model=high, shift=shift)[0]
+    sigmas = call_node(comfy_inprocess, "BasicScheduler", model=high, scheduler=scheduler, steps=steps, denoise=denoise)[0]
+    boundary = pack_module("nodes.experts").default_boundary(high)  # what Wan 2.2 Experts' boundary 0 picks
+    query = {"method": "diagonal_queue", "window": steps // 2, "partitions": 2, "steps": steps, "boundary": 0,
+             "task": {"t2v": "text_to_video", "i2v": "image_to_video"}[task], "scheduler": scheduler, "denoise": denoise}
+    if shift is not None:
+        query["shift"] = shift
+    status, body, _ = http_get(f"{comfy_server.url}/api/longvideo/layout?{urllib.parse.urlencode(query)}")
+    layout = json.loads(body)
+    assert (status, layout["expert_warning"], layout["expert_schedule"]["boundary"]) == (200, None, boundary)
+    # the slot with k steps left is at the schedule's level steps - k
+    assert layout["expert"] == [0 if float(sigmas[steps - left]) >= boundary else 1 for left in layout["steps_left"]]
+    assert 0 < layout["expert"].count(0) < steps

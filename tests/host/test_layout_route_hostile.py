@@ -19,6 +19,10 @@ ROUTE = "/api/longvideo/layout"
 ANSWER_WITHIN_S = 3.0
 MAX_ANSWER_BYTES = 1_000_000
 WIDGET_MAXIMA = {"method": "diagonal_queue", "window": "512", "partitions": "64", "lookahead": "true", "length": "100000", "steps": "10000"}
+# Wan 2.2 Experts: the route computes a schedule of `steps` levels with ComfyUI's BasicScheduler
+EXPERTS = {"method": "diagonal_queue", "window": "21", "partitions": "2", "steps": "42", "boundary": "0.875", "scheduler": "simple", "shift": "8"}
+# the longest schedule the queue's widgets fit (500 x 20 levels), with the slowest scheduler
+EXPERTS_MAXIMA = {**WIDGET_MAXIMA, "window": "500", "partitions": "20", "boundary": "0.5", "scheduler": "sgm_uniform", "shift": "8", "denoise": "1"}
 
 # (query, expected status, what the answer must say)
 HOSTILE_QUERIES = [
@@ -40,6 +44,24 @@ HOSTILE_QUERIES = [
     ({"method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "20000000", "length": "100000"}, 200, "levels"),
     ({"method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984", "length": "100000"}, 200, "levels"),
     ({"method": "progressive_ar", "chunk_size": "999999999", "window_chunks": "999999999", "steps": "-999999999"}, 200, "levels"),
+    ({**EXPERTS, "boundary": "9" * 4000}, 400, "must be a decimal number"),
+    ({**EXPERTS, "shift": "1." + "5" * 4000}, 400, "must be a decimal number"),
+    ({**EXPERTS, "boundary": "1e-3"}, 400, "must be a decimal number"),
+    ({**EXPERTS, "boundary": "nan"}, 400, "must be a decimal number"),
+    ({**EXPERTS, "shift": "inf"}, 400, "must be a decimal number"),
+    ({**EXPERTS, "shift": "0x10"}, 400, "must be a decimal number"),
+    ({**EXPERTS, "denoise": "\u0661.5"}, 400, "must be a decimal number"),
+    ({**EXPERTS, "boundary": "0"}, 400, "task must be one of text_to_video, image_to_video"),
+    ({**EXPERTS, "boundary": "0", "task": "x" * 6000}, 400, "task must be one of"),
+    ({**EXPERTS, "scheduler": ""}, 400, "Missing query parameter 'scheduler'"),
+    ({**EXPERTS, "steps": ""}, 400, "Missing query parameter 'steps'"),
+    ({**EXPERTS, "scheduler": "x" * 6000}, 200, "Unknown scheduler 'xxx"),
+    ({**EXPERTS, "shift": "-5"}, 200, "NaN or infinite levels"),  # clamped to 0, where ModelSamplingSD3 makes NaN levels
+    ({**EXPERTS, "boundary": "5"}, 200, '"boundary": 1.0'),  # clamped to the widget's 1
+    ({**EXPERTS, "denoise": "0.00000000000000000001"}, 200, "more than the 10000 steps"),
+    ({**EXPERTS, "denoise": "0"}, 200, "SIGMAS has 0 value(s)"),
+    (EXPERTS_MAXIMA, 200, "levels"),
+    ({**EXPERTS_MAXIMA, "method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984"}, 200, "levels"),
 ]
 
 
@@ -64,6 +86,23 @@ def test_values_beyond_the_widgets_are_drawn_as_the_widget_limits(comfy_server):
     _, maxima, _ = get(layout_url(comfy_server, WIDGET_MAXIMA))
     assert json.loads(clamped) == json.loads(maxima)
     assert json.loads(maxima)["levels"] == 512 * 64
+
+
+def test_experts_values_beyond_the_widgets_are_drawn_as_the_widget_limits(comfy_server):
+    _, clamped, _ = get(layout_url(comfy_server, {**EXPERTS, "boundary": "1.5", "shift": "250", "denoise": "3"}))
+    _, maxima, _ = get(layout_url(comfy_server, {**EXPERTS, "boundary": "1", "shift": "100", "denoise": "1"}))
+    assert json.loads(clamped) == json.loads(maxima)
+    assert json.loads(maxima)["expert_schedule"] == {"boundary": 1.0, "scheduler": "simple", "shift": 100.0, "denoise": 1.0}
+
+
+def test_the_longest_expert_schedules_are_drawn_in_full(comfy_server):
+    for query, slots in ((EXPERTS_MAXIMA, 250 + 10_000), ({**EXPERTS_MAXIMA, "method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984"}, 65 * 128)):
+        status, body, seconds = get(layout_url(comfy_server, query))
+        answer = json.loads(body)
+        assert (status, answer["expert_warning"]) == (200, None)
+        assert len(answer["expert"]) == slots
+        assert {0, 1} <= set(answer["expert"])
+        print(f"{query['method']}: {slots} slots with their experts in {seconds * 1000:.0f} ms")
 
 
 def test_a_flood_of_hostile_queries_does_not_hold_up_other_requests(comfy_server):

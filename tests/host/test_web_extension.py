@@ -43,6 +43,10 @@ CHROMIUM_ARGS = [
 EXTENSION_SCRIPT = f"/extensions/{PACK_DIR_NAME}/longvideo.js"
 LAYOUT_WIDGET = "longvideo_layout"
 FILMSTRIP_HEIGHT = 56  # web/longvideo.js FILMSTRIP: the bottom of the layout area
+# web/longvideo.js: the expert band's rows under the bars (HEADER + BARS + 1, EXPERT_BAND - 2 high),
+# and the experts' colours, noisiest band first
+EXPERT_BAND_ROWS = slice(16 + 40 + 1, 16 + 40 + 5)
+EXPERT_COLOURS = ((200, 90, 230), (60, 200, 190))
 
 CURRENT_FRONTEND = "1.58.1"  # what users run in December 2026
 FRONTENDS = ("pinned", CURRENT_FRONTEND)
@@ -166,11 +170,12 @@ class Editor:
     def layout(self, node_id: int, **expected_query) -> dict:
         """The layout drawn on the node, once the one for expected_query has arrived and is drawn.
 
-        expected_query names the query values an edit just changed: the sampler reads values on
-        linked nodes a moment later, so the layout for the values before the edit may still be there.
+        expected_query names the query values an edit just changed (None: left out of the query):
+        the sampler reads values on linked nodes a moment later, so the layout for the values before
+        the edit may still be there.
         """
         self.show(node_id)
-        expected = {name: str(value) for name, value in expected_query.items()}
+        expected = {name: None if value is None else str(value) for name, value in expected_query.items()}
         try:
             self.page.wait_for_function(
                 """([id, expected]) => {
@@ -284,6 +289,21 @@ class Editor:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, SCREENSHOTS / path.name)
         return path
+
+
+def expert_band(drawing: Image.Image) -> tuple[int, int]:
+    """Pixels of the high-noise and the low-noise expert's colour in the band under the slots."""
+    band = np.asarray(drawing, dtype=int)[EXPERT_BAND_ROWS]
+    return tuple(int((np.abs(band - colour).max(axis=2) <= 8).sum()) for colour in EXPERT_COLOURS)
+
+
+def assert_band_shows(drawing: Image.Image, expert: list[int]) -> tuple[int, int]:
+    """The band shows each expert over its share of the slots (context slots have none)."""
+    high, low = expert_band(drawing)
+    width = drawing.size[0]
+    assert (high + low) / (width * (EXPERT_BAND_ROWS.stop - EXPERT_BAND_ROWS.start)) > 0.8 * sum(e >= 0 for e in expert) / len(expert)
+    assert high / (high + low) == pytest.approx(expert.count(0) / (expert.count(0) + expert.count(1)), abs=0.03)
+    return high, low
 
 
 def changed_pixels(before: Image.Image, after: Image.Image) -> int:
@@ -495,6 +515,107 @@ def test_window_drawing_follows_the_sampler_widgets(editor, tmp_path):
     editor.set_widget(8, "steps", 21)
     layout = editor.layout(11, steps=21)
     assert (layout["steps"], layout["steps_warning"], layout["levels"]) == (21, None, 21)
+    assert editor.extension_problems() == []
+
+
+def test_queue_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
+    # fifo_wan22_a14b_t2v: sampler 16 (window 21), Latent Partition 15 (2), Wan 2.2 Experts 10 (boundary 0 = auto,
+    # wan2.2_t2v_high_noise_14B...), BasicScheduler 14 (simple, 42 steps) on the model of ModelSamplingSD3 31 (shift 8)
+    editor.load_workflow("fifo_wan22_a14b_t2v")
+    layout = editor.layout(16)
+    assert editor.query(16) == {
+        "length": "64", "method": "diagonal_queue", "window": "21", "start": "sample a first clip", "partitions": "2", "lookahead": "false",
+        "steps": "42", "boundary": "0", "scheduler": "simple", "denoise": "1", "shift": "8", "task": "text_to_video"}
+    assert layout["expert_schedule"] == {"boundary": 0.875, "scheduler": "simple", "shift": 8, "denoise": 1}
+    # shift 8 puts the noisiest 23 of the 42 levels at or above 0.875; the sampler moves the
+    # partition edges onto the boundary: 3 windows, none reading across it
+    assert layout["expert"] == [1] * 19 + [0] * 23
+    assert [(w["start"], w["stop"], w["write_start"], w["write_stop"]) for w in layout["windows"]] == [(0, 19, 0, 19), (19, 40, 19, 40), (21, 42, 40, 42)]
+    assert (layout["calls_per_frame"], layout["expert_warning"]) == (3, None)
+    auto = editor.drawing(16)
+    assert_band_shows(auto, layout["expert"])
+    editor.screenshot(tmp_path, "experts_queue_auto_boundary")
+
+    editor.set_widget(10, "boundary", 0.95)
+    layout = editor.layout(16, boundary=0.95)
+    assert "task" not in editor.query(16)
+    assert (layout["expert"].count(0), layout["expert_schedule"]["boundary"]) == (13, 0.95)
+    higher_boundary = editor.drawing(16)
+    assert_band_shows(higher_boundary, layout["expert"])
+    assert changed_pixels(auto, higher_boundary) > 200
+
+    # the shift of the ModelSamplingSD3 node in front of the scheduler's model
+    editor.set_widget(31, "shift", 3.0)
+    layout = editor.layout(16, shift=3)
+    assert layout["expert"].count(0) == 6
+    lower_shift = editor.drawing(16)
+    assert_band_shows(lower_shift, layout["expert"])
+    assert changed_pixels(higher_boundary, lower_shift) > 100
+
+    editor.set_widget(14, "scheduler", "beta")
+    layout = editor.layout(16, scheduler="beta")
+    assert layout["expert"].count(0) == 9
+    beta = editor.drawing(16)
+    assert_band_shows(beta, layout["expert"])
+    assert changed_pixels(lower_shift, beta) > 100
+    editor.screenshot(tmp_path, "experts_queue_boundary_shift_scheduler")
+
+    # steps that do not fit the queue: no band, the experts wait for the steps
+    editor.set_widget(14, "steps", 40)
+    layout = editor.layout(16, steps=40)
+    assert layout["expert"] is None and "once the scheduler's steps fit" in layout["expert_warning"]
+    assert expert_band(editor.drawing(16)) == (0, 0)
+    editor.screenshot(tmp_path, "experts_queue_steps_warning")
+    editor.set_widget(14, "steps", 42)
+    assert editor.layout(16, steps=42)["expert"].count(0) == 9
+    beta = editor.drawing(16)
+
+    # without the ModelSamplingSD3 node the model keeps Wan's own shift, 8
+    editor.bypass(31)
+    layout = editor.layout(16, shift=None)
+    assert (layout["expert"].count(0), layout["expert_schedule"]["shift"]) == (15, 8)
+    own_shift = editor.drawing(16)
+    assert_band_shows(own_shift, layout["expert"])
+    assert changed_pixels(beta, own_shift) > 100
+
+    # SIGMAS that do not come from a BasicScheduler: the editor cannot know the levels
+    editor.bypass(14)
+    layout = editor.layout(16, boundary=None)
+    assert layout["expert"] is None and editor.page.evaluate("(id) => app.graph.getNodeById(id).longVideoLayoutExperts.unknown", 16) == (
+        "the sampler's SIGMAS do not come from a BasicScheduler")
+    assert expert_band(editor.drawing(16)) == (0, 0)
+    editor.screenshot(tmp_path, "experts_queue_not_known")
+    assert editor.extension_problems() == []
+
+
+def test_window_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
+    # pavdm_wan22_a14b_extend: sampler 16 (chunks of 3, 6 chunks), Wan 2.2 Experts 10 (boundary 0 = auto),
+    # BasicScheduler 14 (simple, 18 steps) on the model of ModelSamplingSD3 31 (shift 8)
+    editor.load_workflow("pavdm_wan22_a14b_extend")
+    layout = editor.layout(16)
+    assert (editor.query(16)["boundary"], editor.query(16)["task"], editor.query(16)["shift"]) == ("0", "text_to_video", "8")
+    # behind the clean chunk, the chunks at 3, 6, 9, ... 18 steps left: the 4 noisiest are the high-noise expert's
+    assert layout["expert"] == [-1] * 3 + [1] * 6 + [0] * 12
+    # every window step holds both bands: two calls per step
+    assert layout["calls_per_frame"] == 2
+    auto = editor.drawing(16)
+    assert_band_shows(auto, layout["expert"])
+    editor.screenshot(tmp_path, "experts_window_auto_boundary")
+
+    editor.set_widget(10, "boundary", 0.95)
+    layout = editor.layout(16, boundary=0.95)
+    assert layout["expert"] == [-1] * 3 + [1] * 12 + [0] * 6
+    higher_boundary = editor.drawing(16)
+    assert_band_shows(higher_boundary, layout["expert"])
+    assert changed_pixels(auto, higher_boundary) > 100
+
+    editor.set_widget(31, "shift", 3.0)
+    layout = editor.layout(16, shift=3)
+    assert layout["expert"] == [-1] * 3 + [1] * 15 + [0] * 3
+    lower_shift = editor.drawing(16)
+    assert_band_shows(lower_shift, layout["expert"])
+    assert changed_pixels(higher_boundary, lower_shift) > 100
+    editor.screenshot(tmp_path, "experts_window_boundary_shift")
     assert editor.extension_problems() == []
 
 

@@ -100,7 +100,7 @@ def test_without_lookahead_no_window_reads_or_writes_frames_of_two_experts(in_fl
     e, _, _ = experts()
     layout = diagonal_queue.QueueLayout(4, 3)
     sigmas = flow_sigmas(12)
-    split = diagonal_queue._split_at_expert_boundary(layout, e, sigmas)
+    split = diagonal_queue.split_at_expert_boundary(layout, e, sigmas)
     slot_experts = e.expert_of(split.slot_sigmas(sigmas)[0]).tolist()
     assert split.split == 7  # 7 of the 12 levels are below 0.6
     windows = split.windows(in_flight)
@@ -141,7 +141,7 @@ def test_running_ahead_needs_windows_that_keep_to_their_expert():
     # with lookahead the windows read cleaner frames, so the experts must stay in step
     e, _, _ = experts(switch_every=8)
     layout = diagonal_queue.QueueLayout(4, 3, lookahead=True)
-    assert diagonal_queue._split_at_expert_boundary(layout, e, flow_sigmas(12)).split is None
+    assert diagonal_queue.split_at_expert_boundary(layout, e, flow_sigmas(12)).split is None
     in_step, _, _ = experts(switch_every=1)
     assert_same_bits(fifo(e, layout), fifo(in_step, layout))
 
