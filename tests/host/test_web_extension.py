@@ -525,7 +525,8 @@ def test_queue_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
     layout = editor.layout(16)
     assert editor.query(16) == {
         "length": "64", "method": "diagonal_queue", "window": "21", "start": "sample a first clip", "partitions": "2", "lookahead": "false",
-        "steps": "42", "boundary": "0", "scheduler": "simple", "denoise": "1", "shift": "8", "task": "text_to_video"}
+        "steps": "42", "boundary": "0", "scheduler": "simple", "denoise": "1", "shift": "8", "task": "text_to_video",
+        "frames_per_level": "1", "reference_frames": "0"}
     assert layout["expert_schedule"] == {"boundary": 0.875, "scheduler": "simple", "shift": 8, "denoise": 1}
     # shift 8 puts the noisiest 23 of the 42 levels at or above 0.875; the sampler moves the
     # partition edges onto the boundary: 3 windows, none reading across it
@@ -589,13 +590,14 @@ def test_queue_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
 
 
 def test_window_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
-    # pavdm_wan22_a14b_extend: sampler 16 (chunks of 3, 6 chunks), Wan 2.2 Experts 10 (boundary 0 = auto),
+    # pavdm_wan22_a14b_extend: sampler 16 (chunks of 2, 9 chunks), Wan 2.2 Experts 10 (boundary 0 = auto),
     # BasicScheduler 14 (simple, 18 steps) on the model of ModelSamplingSD3 31 (shift 8)
     editor.load_workflow("pavdm_wan22_a14b_extend")
     layout = editor.layout(16)
     assert (editor.query(16)["boundary"], editor.query(16)["task"], editor.query(16)["shift"]) == ("0", "text_to_video", "8")
-    # behind the clean chunk, the chunks at 3, 6, 9, ... 18 steps left: the 4 noisiest are the high-noise expert's
-    assert layout["expert"] == [-1] * 3 + [1] * 6 + [0] * 12
+    # behind the clean chunk, the chunks at 2, 4, 6, ... 18 steps left: the 5 noisiest (10 or more steps left,
+    # sigma 0.909 and up with shift 8) are the high-noise expert's
+    assert layout["expert"] == [-1] * 2 + [1] * 8 + [0] * 10
     # every window step holds both bands: two calls per step
     assert layout["calls_per_frame"] == 2
     auto = editor.drawing(16)
@@ -604,14 +606,14 @@ def test_window_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
 
     editor.set_widget(10, "boundary", 0.95)
     layout = editor.layout(16, boundary=0.95)
-    assert layout["expert"] == [-1] * 3 + [1] * 12 + [0] * 6
+    assert layout["expert"] == [-1] * 2 + [1] * 12 + [0] * 6
     higher_boundary = editor.drawing(16)
     assert_band_shows(higher_boundary, layout["expert"])
     assert changed_pixels(auto, higher_boundary) > 100
 
     editor.set_widget(31, "shift", 3.0)
     layout = editor.layout(16, shift=3)
-    assert layout["expert"] == [-1] * 3 + [1] * 15 + [0] * 3
+    assert layout["expert"] == [-1] * 2 + [1] * 14 + [0] * 4
     lower_shift = editor.drawing(16)
     assert_band_shows(lower_shift, layout["expert"])
     assert changed_pixels(higher_boundary, lower_shift) > 100
