@@ -101,7 +101,7 @@ class FramewiseDenoiser:
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._ltxav_stream_masks, model_options, is_model_options=True
             )
 
-    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
         self.before_call()
         self._select_prompt(prompt)
         if self.family.mechanism == FRAMES_AS_BATCH:
@@ -323,10 +323,10 @@ class ExpertLoader:
         self.loads = 0
 
     def denoiser(self, index: int, denoiser: FramewiseDenoiser) -> Callable:
-        def call(x, sigmas, prompt=0):
+        def call(x, sigmas, prompt, frames):
             if index != self.loaded:
                 self._load(index)
-            return denoiser(x, sigmas, prompt)
+            return denoiser(x, sigmas, prompt, frames)
         return call
 
     def _load(self, index: int) -> None:

@@ -189,8 +189,8 @@ class _BoundInsideSampling:
 
     bound: Optional[Denoiser] = None
 
-    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
-        return self.bound(x, sigmas, prompt)
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
+        return self.bound(x, sigmas, prompt, frames)
 
 
 class _ProgressReport:
