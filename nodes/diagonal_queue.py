@@ -125,7 +125,8 @@ class DiagonalQueueSampler(io.ComfyNode):
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None
         if start == START_FROM_LATENT:
-            clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.")
+            # the queue re-denoises the clip's last `slots` frames as output frames 0, 1, ...
+            clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.", lambda frames: min(0, layout.slots - frames))
         out = sample_video(guidance, latent, sigmas, sampler=diagonal_queue.generate, layout=layout, length=length, seed=seed, eta=eta,
                            clip=clip, window_batching=settings.window_batching, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

@@ -40,7 +40,8 @@ class ProgressiveARSampler(io.ComfyNode):
     def execute(cls, sigmas, latent, length, chunk_size, window_chunks, seed, eta, model=None, positive=None, negative=None, cfg=5.0, guider=None, context=None, experts=None,
                 anchor=None, checkpoints=None) -> io.NodeOutput:
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
-        clip = None if context is None else ClipInput(context, "context", "connect a VAE-encoded clip, or leave the context unconnected.")
+        # the clip comes before the new frames: its first frame is frame -F
+        clip = None if context is None else ClipInput(context, "context", "connect a VAE-encoded clip, or leave the context unconnected.", lambda frames: -frames)
         out = sample_video(guidance, latent, sigmas, sampler=progressive_ar.generate, layout=progressive_ar.ChunkLayout(chunk_size, window_chunks),
                            length=length, seed=seed, eta=eta, clip=clip, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

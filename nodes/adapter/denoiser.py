@@ -292,19 +292,20 @@ def run_with_framewise_denoisers(
     seed: int,
     body: Callable[[list[FramewiseDenoiser]], None],
     before_call: Callable[[], None] = lambda: None,
+    sound_shape: Optional[tuple[int, ...]] = None,
 ) -> None:
     """``body(denoisers)`` with one denoiser per guider, every guider's conditioning prepared.
 
     Each guider is entered as ComfyUI enters it for sampling, one inside the other; ComfyUI loads
     each model on entry, and where they do not all fit, loading one unloads the others
-    (ExpertLoader loads the one that is called).
+    (ExpertLoader loads the one that is called). ``sound_shape``: as for run_with_framewise_denoiser.
     """
 
     def enter(index: int, denoisers: list) -> None:
         if index == len(guiders):
             body(denoisers)
             return
-        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call)
+        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape)
 
     enter(0, [])
 
