@@ -17,7 +17,13 @@ COLUMN_WIDTH, ROW_HEIGHT = 360, 330
 
 
 def is_widget(spec) -> bool:
-    return is_combo(spec) or spec[0] in WIDGET_TYPES
+    return is_combo(spec) or widget_type(spec) in WIDGET_TYPES
+
+
+def widget_type(spec) -> str:
+    """The widget an input shows: its type, or for an input of several types (e.g. "FLOAT,INT") the one its widgetType names."""
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return options.get("widgetType", spec[0])
 
 
 def is_combo(spec) -> bool:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from comfy_reference import GivenNoise, assert_matches_reference, guider_of_sampler_inputs
-from example_inputs import waves_and_gulls, write_video
+from input_media import write_sound_clip
 from pack_access import call_node, pack_module
 from tiny_models import LTX2_TRANSFORMER, TINY_MODEL_FILES
 from tiny_workflows import add_prompt_schedule
@@ -68,10 +68,7 @@ def ltx2_prompt(sampler: str, fps: int, start: str = "noise", length: int = LENG
 
 
 def write_clip_with_sound(host, fps: int) -> None:
-    path = host.base_dir / "input" / CLIP_FILE.format(fps=fps)
-    if not path.exists():
-        ramps = (torch.linspace(0, 1, 64)[None, :, None].expand(64, 64, 3) * torch.tensor([1.0, 0.5, i / CLIP_FRAMES]) for i in range(CLIP_FRAMES))
-        write_video(path, ramps, 64, 64, fps, waves_and_gulls(CLIP_FRAMES / fps))
+    write_sound_clip(host.base_dir / "input" / CLIP_FILE.format(fps=fps), fps, CLIP_FRAMES)
 
 
 def run(host, prompt: dict) -> dict:
