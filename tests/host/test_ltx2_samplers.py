@@ -214,3 +214,15 @@ def test_queue_windows_that_own_different_numbers_of_audio_latents_batched_equal
         # the audio-video cross-attention gates read the highest level of the whole call, so windows in one call feel each other slightly
         assert error < 1e-4
     assert runs["batched"]["audio"].shape[2] == sound_length(host, 9, 24)
+
+
+def test_the_queue_continuing_a_clip_longer_than_the_queue_gives_its_output_sound_of_the_output_length(comfy_inprocess):
+    """With a queue of 2 frames the clip's last 2 frames are output frames 0 and 1: the output starts 2 frames
+    into the clip's timeline, where every frame is 8 pixel frames long, and keeps the sound of its last
+    8 (n - 1) + 1 frames, as the decoder makes its first latent frame one (its last) pixel frame."""
+    host = comfy_inprocess
+    write_clip_with_sound(host, 24)
+    got = run(host, ltx2_prompt(QUEUE, 24, "clip", steps=2, window=2))
+    assert got["video"].shape[2] == LENGTH
+    assert got["audio"].shape[2] == sound_length(host, LENGTH, 24)
+    assert got["audio"].isfinite().all()
