@@ -167,6 +167,10 @@ def test_a_resumed_and_a_rerolled_window_tell_their_frames():
     whole = yielded(window(Recorder(), layout, 9, clip, reference=FIRST_FRAME, callback=lambda progress: states.append(progress.state)))
     truth = {**{k - 5: clip[:, :, k] for k in range(5)}, **whole}
     saved = WindowState.from_record(*states[6].to_record())
+    assert saved.reference_frame == -5
+    tensors, numbers = states[6].to_record()
+    numbers.pop("reference_frame")  # a record saved before the frame was kept: its denoisers did not read it
+    assert WindowState.from_record(tensors, numbers).reference_frame == 0
     resumed = Recorder()
     rest = yielded(window(resumed, layout, 9, reference=FIRST_FRAME, resume=saved))
     assert all(torch.equal(rest[k], whole[k]) for k in rest)
