@@ -214,14 +214,16 @@ class QueueState:
     def to_record(self) -> tuple[dict, dict]:
         """Its tensors and its numbers, for a file."""
         tensors = {"queue": self.queue, "generator": self.generator, "reference": self.reference}
-        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {k: getattr(self, k) for k in _QUEUE_NUMBERS}
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {k: getattr(self, k) for k in (*_QUEUE_NUMBERS, "reference_frame")}
 
     @classmethod
     def from_record(cls, tensors: dict, numbers: dict) -> "QueueState":
-        return cls(tensors["queue"], **{k: int(numbers[k]) for k in _QUEUE_NUMBERS}, generator=tensors.get("generator"), reference=tensors.get("reference"))
+        # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
+        return cls(tensors["queue"], **{k: int(numbers[k]) for k in _QUEUE_NUMBERS}, generator=tensors.get("generator"), reference=tensors.get("reference"),
+                   reference_frame=int(numbers.get("reference_frame", 0)))
 
 
-_QUEUE_NUMBERS = ("in_flight", "position", "warmup", "iteration", "next_frame", "reference_frame")
+_QUEUE_NUMBERS = ("in_flight", "position", "warmup", "iteration", "next_frame")
 
 
 def initial_queue(

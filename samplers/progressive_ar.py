@@ -144,7 +144,8 @@ class WindowState:
     def from_record(cls, tensors: dict, numbers: dict) -> "WindowState":
         chunks = {int(name[len("chunk_"):]): latent for name, latent in tensors.items() if name.startswith("chunk_")}
         return cls(int(numbers["call"]), int(numbers["next_frame"]), tensors.get("context"), dict(sorted(chunks.items())),
-                   tensors.get("generator"), tensors.get("reference"), int(numbers["reference_frame"]))
+                   # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
+                   tensors.get("generator"), tensors.get("reference"), int(numbers.get("reference_frame", 0)))
 
 
 def generate(

@@ -34,7 +34,7 @@ def test_each_frame_takes_its_own_experts_prediction_at_its_own_level(comfy_inpr
 
     def body(denoisers):
         experts = experts_module.Experts(denoisers, [BOUNDARY])
-        got["by_expert"] = [experts(e, x, levels[None]).cpu() for e in (0, 1)]
+        got["by_expert"] = [experts(e, x, levels[None], 0, torch.arange(5)[None]).cpu() for e in (0, 1)]
         got["plain"] = [[guider(x, level.reshape(1), model_options=guider.model_options, seed=0).cpu() for level in levels] for guider in guiders]
         got["expert_of"] = experts.expert_of(levels).tolist()
 
