@@ -10,7 +10,7 @@ import torch
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
 from test_checkpoints import checkpointed
-from tiny_models import ltx2_audio_vae
+from tiny_models import LTX2_AUDIO_VAE, LTX2_VOCODER, ltx2_audio_vae
 from tiny_workflows import stream_to_file, tiny_workflow
 
 FPS = 25.0
@@ -117,6 +117,62 @@ def test_in_float64_the_pieces_are_the_whole_decode_to_its_rounding(audio_vae, m
     difference = (streamed[:, :common] - whole[:, :common]).abs().max().item()
     print(f"float64: pieces vs whole decode max difference {difference:.3g}, peak {whole.abs().max().item():.3g}")
     assert difference <= 1e-13 * whole.abs().max().item()
+
+
+# LTX-2.3's vocoder adds a bandwidth extension: a second vocoder on the causal STFT of the first one's
+# waveform, and a 3x resampler (16 to 48 kHz). Here at the tiny size, with an STFT hop of 256 samples:
+# an audio latent frame is 640 samples at 16 kHz, so only pieces from every second latent frame keep
+# the STFT's frames where the whole decode has them
+BANDWIDTH_EXTENSION = {**LTX2_VOCODER, "upsample_rates": [8, 6, 4, 4], "upsample_kernel_sizes": [16, 12, 8, 8], "resblock": "AMP1",
+                       "activation": "snakebeta", "input_sampling_rate": 16000, "output_sampling_rate": 48000, "hop_length": 256,
+                       "n_fft": 512, "num_mels": 64}
+
+
+def audio_vae_with_bandwidth_extension():
+    """The tiny LTX-2 audio VAE with an LTX-2.3 vocoder (bandwidth extension), random weights, as ComfyUI's VAE builds it."""
+    import json
+
+    import comfy.sd
+    import torchaudio
+    from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
+
+    metadata = {"config": json.dumps({"audio_vae": LTX2_AUDIO_VAE, "vocoder": {"vocoder": {**LTX2_VOCODER, "resblock": "AMP1"}, "bwe": BANDWIDTH_EXTENSION}})}
+    generator = torch.Generator().manual_seed(5)
+    n_fft, n_freqs = BANDWIDTH_EXTENSION["n_fft"], BANDWIDTH_EXTENSION["n_fft"] // 2 + 1
+    # the STFT and mel bases the checkpoint carries: a Hann-windowed DFT, Slaney mel filters
+    angle = 2 * torch.pi * torch.arange(n_freqs)[:, None] * torch.arange(n_fft)[None] / n_fft
+    dft = torch.cat([torch.cos(angle), -torch.sin(angle)]) * torch.hann_window(n_fft)
+    mel = torchaudio.functional.melscale_fbanks(n_freqs, 0.0, 8000.0, BANDWIDTH_EXTENSION["num_mels"], 16000, norm="slaney", mel_scale="slaney").T
+    tensors = {}
+    for name, template in AudioVAE(metadata).state_dict().items():
+        if name.endswith("forward_basis"):
+            value = dft[:, None]
+        elif name.endswith("mel_basis"):
+            value = mel
+        elif name.endswith("filter") or name.endswith("inverse_basis"):
+            value = template
+        elif name.endswith("std-of-means"):
+            value = torch.ones(template.shape)
+        elif name.endswith("mean-of-means"):
+            value = torch.zeros(template.shape)
+        else:
+            # small enough that the waveform does not sit at the vocoder's clamp to -1..1
+            value = 0.05 * torch.randn(template.shape, generator=generator)
+        tensors[name] = value
+    return comfy.sd.VAE(sd=tensors, metadata=metadata)
+
+
+def test_with_a_bandwidth_extension_the_pieces_are_the_whole_decode(comfy_inprocess):
+    vae = audio_vae_with_bandwidth_extension()
+    assert type(vae.first_stage_model.vocoder).__name__ == "VocoderWithBWE" and vae.audio_sample_rate_output == 48000
+    sound = random_sound(vae, 321, FPS, seed=4)
+    streamed, seams = streamed_track(vae, sound, 321, FPS, [41] + [70] * 4)
+    whole = one_shot(comfy_inprocess, vae, sound)
+    common = min(whole.shape[1], streamed.shape[1])
+    difference = (streamed[:, :common] - whole[:, :common]).abs().max().item()
+    print(f"bandwidth extension: pieces vs whole decode max difference {difference:.3g}, peak {whole.abs().max().item():.3g}")
+    assert len(seams) >= 2 and streaming().SoundTrack(vae, sound, 321, FPS).step == 2
+    assert difference <= FLOAT32_ROUNDING * whole.abs().max().item()
 
 
 def test_a_tone_written_in_the_nodes_pieces_has_no_jump_at_the_seams(audio_vae, tmp_path):
@@ -301,3 +357,4 @@ def test_a_part_way_video_with_sound_is_not_continued(comfy_inprocess, tiny_mode
     assert path != partial and read_video(path)[0] == frames
     _, audio_seconds, video_seconds = read_track(path)
     assert abs(audio_seconds - video_seconds) <= 1024 / 16000
+
