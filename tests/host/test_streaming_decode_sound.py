@@ -100,6 +100,20 @@ def test_the_pieces_join_into_the_decode_of_the_whole_latent(comfy_inprocess, au
         assert len(seams) >= 2, "the track came in one piece: nothing was joined"
 
 
+def test_each_video_of_a_batch_gets_its_own_sound(comfy_inprocess, audio_vae):
+    frames = 161
+    sound = torch.cat([random_sound(audio_vae, frames, FPS, seed=seed) for seed in (6, 7)])
+    streamed, _ = streamed_track(audio_vae, sound, frames, FPS, [41] + [60] * 4 + [41])  # the two videos one after the other
+    per_video = round(frames * audio_vae.audio_sample_rate_output / FPS)
+    assert streamed.shape[1] == 2 * per_video
+    for index in range(2):
+        whole = one_shot(comfy_inprocess, audio_vae, sound[index : index + 1])
+        common = min(whole.shape[1], per_video)
+        ours = streamed[:, index * per_video : (index + 1) * per_video]
+        assert (ours[:, :common] - whole[:, :common]).abs().max() <= FLOAT32_ROUNDING * whole.abs().max()
+        assert not ours[:, common:].any()
+
+
 def test_in_float64_the_pieces_are_the_whole_decode_to_its_rounding(audio_vae, monkeypatch):
     # the float32 differences above are rounding: the same decodes in float64 agree to float64's rounding
     monkeypatch.setattr(audio_vae, "vae_dtype", torch.float64)
@@ -279,6 +293,7 @@ def test_the_node_writes_the_sound_of_an_audio_video_latent(comfy_inprocess, tin
         file_rate = stream.sample_rate
     assert abs(audio_seconds - video_seconds) <= 1024 / file_rate, (audio_seconds, video_seconds)
     assert len(pieces) >= 2, "the sound came in one piece"
+    print(f"{video_format}: {file_rate} Hz, {audio_seconds:.4f} s of sound, {video_seconds:.4f} s of video, {len(pieces)} pieces")
     if video_format == "webm":  # Opus resampled it to 48 kHz; the samples are compared in the mp4
         assert file_rate == 48000
         return
@@ -291,7 +306,7 @@ def test_the_node_writes_the_sound_of_an_audio_video_latent(comfy_inprocess, tin
     steps = (track[:, 1:count] - track[:, : count - 1]).abs()
     whole_steps = (whole[:, 1:count] - whole[:, : count - 1]).abs()
     jump = (steps[:, seams - 1] - whole_steps[:, seams - 1]).abs()
-    print(f"{video_format}: file {audio_seconds:.4f} s of sound, {video_seconds:.4f} s of video; track vs one-shot decode: "
+    print(f"{video_format}: track vs one-shot decode: "
           f"max error {error.max():.4f} of peak {scale:.4f}, near the seams {near_seams.max():.4f}; "
           f"step at the seams minus the one-shot's there: max {jump.max():.4f}")
     # AAC is lossy, the more so on the random VAE's noise-like sound: the file's track follows ComfyUI's
@@ -357,4 +372,3 @@ def test_a_part_way_video_with_sound_is_not_continued(comfy_inprocess, tiny_mode
     assert path != partial and read_video(path)[0] == frames
     _, audio_seconds, video_seconds = read_track(path)
     assert abs(audio_seconds - video_seconds) <= 1024 / 16000
-
