@@ -76,7 +76,8 @@ def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
         raise ValueError(f"tile_overlap is 0, but with {compression}x temporal compression tiles must share at least one latent frame: set tile_overlap to 1 or more.")
 
 
-# LTX-2's audio latent frame is 4 mel frames (ComfyUI's LATENT_DOWNSAMPLE_FACTOR of the audio VAE)
+# LTX-2's audio latent frame is 4 mel frames (LATENT_DOWNSAMPLE_FACTOR in ComfyUI's audio_vae.py, not
+# imported: that module pulls in torchaudio, which the pack needs only when there is sound)
 MELS_PER_AUDIO_LATENT = 4
 
 

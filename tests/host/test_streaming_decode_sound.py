@@ -10,7 +10,7 @@ import torch
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
 from test_checkpoints import checkpointed
-from tiny_models import ltx2_audio_vae
+from tiny_models import LTX2_AUDIO_VAE, LTX2_VOCODER, ltx2_audio_vae
 from tiny_workflows import stream_to_file, tiny_workflow
 
 FPS = 25.0
@@ -100,6 +100,20 @@ def test_the_pieces_join_into_the_decode_of_the_whole_latent(comfy_inprocess, au
         assert len(seams) >= 2, "the track came in one piece: nothing was joined"
 
 
+def test_each_video_of_a_batch_gets_its_own_sound(comfy_inprocess, audio_vae):
+    frames = 161
+    sound = torch.cat([random_sound(audio_vae, frames, FPS, seed=seed) for seed in (6, 7)])
+    streamed, _ = streamed_track(audio_vae, sound, frames, FPS, [41] + [60] * 4 + [41])  # the two videos one after the other
+    per_video = round(frames * audio_vae.audio_sample_rate_output / FPS)
+    assert streamed.shape[1] == 2 * per_video
+    for index in range(2):
+        whole = one_shot(comfy_inprocess, audio_vae, sound[index : index + 1])
+        common = min(whole.shape[1], per_video)
+        ours = streamed[:, index * per_video : (index + 1) * per_video]
+        assert (ours[:, :common] - whole[:, :common]).abs().max() <= FLOAT32_ROUNDING * whole.abs().max()
+        assert not ours[:, common:].any()
+
+
 def test_in_float64_the_pieces_are_the_whole_decode_to_its_rounding(audio_vae, monkeypatch):
     # the float32 differences above are rounding: the same decodes in float64 agree to float64's rounding
     monkeypatch.setattr(audio_vae, "vae_dtype", torch.float64)
@@ -117,6 +131,62 @@ def test_in_float64_the_pieces_are_the_whole_decode_to_its_rounding(audio_vae, m
     difference = (streamed[:, :common] - whole[:, :common]).abs().max().item()
     print(f"float64: pieces vs whole decode max difference {difference:.3g}, peak {whole.abs().max().item():.3g}")
     assert difference <= 1e-13 * whole.abs().max().item()
+
+
+# LTX-2.3's vocoder adds a bandwidth extension: a second vocoder on the causal STFT of the first one's
+# waveform, and a 3x resampler (16 to 48 kHz). Here at the tiny size, with an STFT hop of 256 samples:
+# an audio latent frame is 640 samples at 16 kHz, so only pieces from every second latent frame keep
+# the STFT's frames where the whole decode has them
+BANDWIDTH_EXTENSION = {**LTX2_VOCODER, "upsample_rates": [8, 6, 4, 4], "upsample_kernel_sizes": [16, 12, 8, 8], "resblock": "AMP1",
+                       "activation": "snakebeta", "input_sampling_rate": 16000, "output_sampling_rate": 48000, "hop_length": 256,
+                       "n_fft": 512, "num_mels": 64}
+
+
+def audio_vae_with_bandwidth_extension():
+    """The tiny LTX-2 audio VAE with an LTX-2.3 vocoder (bandwidth extension), random weights, as ComfyUI's VAE builds it."""
+    import json
+
+    import comfy.sd
+    import torchaudio
+    from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
+
+    metadata = {"config": json.dumps({"audio_vae": LTX2_AUDIO_VAE, "vocoder": {"vocoder": {**LTX2_VOCODER, "resblock": "AMP1"}, "bwe": BANDWIDTH_EXTENSION}})}
+    generator = torch.Generator().manual_seed(5)
+    n_fft, n_freqs = BANDWIDTH_EXTENSION["n_fft"], BANDWIDTH_EXTENSION["n_fft"] // 2 + 1
+    # the STFT and mel bases the checkpoint carries: a Hann-windowed DFT, Slaney mel filters
+    angle = 2 * torch.pi * torch.arange(n_freqs)[:, None] * torch.arange(n_fft)[None] / n_fft
+    dft = torch.cat([torch.cos(angle), -torch.sin(angle)]) * torch.hann_window(n_fft)
+    mel = torchaudio.functional.melscale_fbanks(n_freqs, 0.0, 8000.0, BANDWIDTH_EXTENSION["num_mels"], 16000, norm="slaney", mel_scale="slaney").T
+    tensors = {}
+    for name, template in AudioVAE(metadata).state_dict().items():
+        if name.endswith("forward_basis"):
+            value = dft[:, None]
+        elif name.endswith("mel_basis"):
+            value = mel
+        elif name.endswith("filter") or name.endswith("inverse_basis"):
+            value = template
+        elif name.endswith("std-of-means"):
+            value = torch.ones(template.shape)
+        elif name.endswith("mean-of-means"):
+            value = torch.zeros(template.shape)
+        else:
+            # small enough that the waveform does not sit at the vocoder's clamp to -1..1
+            value = 0.05 * torch.randn(template.shape, generator=generator)
+        tensors[name] = value
+    return comfy.sd.VAE(sd=tensors, metadata=metadata)
+
+
+def test_with_a_bandwidth_extension_the_pieces_are_the_whole_decode(comfy_inprocess):
+    vae = audio_vae_with_bandwidth_extension()
+    assert type(vae.first_stage_model.vocoder).__name__ == "VocoderWithBWE" and vae.audio_sample_rate_output == 48000
+    sound = random_sound(vae, 321, FPS, seed=4)
+    streamed, seams = streamed_track(vae, sound, 321, FPS, [41] + [70] * 4)
+    whole = one_shot(comfy_inprocess, vae, sound)
+    common = min(whole.shape[1], streamed.shape[1])
+    difference = (streamed[:, :common] - whole[:, :common]).abs().max().item()
+    print(f"bandwidth extension: pieces vs whole decode max difference {difference:.3g}, peak {whole.abs().max().item():.3g}")
+    assert len(seams) >= 2 and streaming().SoundTrack(vae, sound, 321, FPS).step == 2
+    assert difference <= FLOAT32_ROUNDING * whole.abs().max().item()
 
 
 def test_a_tone_written_in_the_nodes_pieces_has_no_jump_at_the_seams(audio_vae, tmp_path):
@@ -223,6 +293,7 @@ def test_the_node_writes_the_sound_of_an_audio_video_latent(comfy_inprocess, tin
         file_rate = stream.sample_rate
     assert abs(audio_seconds - video_seconds) <= 1024 / file_rate, (audio_seconds, video_seconds)
     assert len(pieces) >= 2, "the sound came in one piece"
+    print(f"{video_format}: {file_rate} Hz, {audio_seconds:.4f} s of sound, {video_seconds:.4f} s of video, {len(pieces)} pieces")
     if video_format == "webm":  # Opus resampled it to 48 kHz; the samples are compared in the mp4
         assert file_rate == 48000
         return
@@ -235,7 +306,7 @@ def test_the_node_writes_the_sound_of_an_audio_video_latent(comfy_inprocess, tin
     steps = (track[:, 1:count] - track[:, : count - 1]).abs()
     whole_steps = (whole[:, 1:count] - whole[:, : count - 1]).abs()
     jump = (steps[:, seams - 1] - whole_steps[:, seams - 1]).abs()
-    print(f"{video_format}: file {audio_seconds:.4f} s of sound, {video_seconds:.4f} s of video; track vs one-shot decode: "
+    print(f"{video_format}: track vs one-shot decode: "
           f"max error {error.max():.4f} of peak {scale:.4f}, near the seams {near_seams.max():.4f}; "
           f"step at the seams minus the one-shot's there: max {jump.max():.4f}")
     # AAC is lossy, the more so on the random VAE's noise-like sound: the file's track follows ComfyUI's
