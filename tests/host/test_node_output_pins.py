@@ -1,17 +1,21 @@
-"""Each sampler node's output for a fixed seed on the tiny models, pinned bit for bit.
+"""Each sampler node's output for a fixed seed on the tiny models, pinned.
 
-The digests were recorded before the samplers and their glue were restructured; a restructuring
-that changes no behaviour leaves every bit of every output as it was. A digest changes only when
-a change means to change the numbers: then say so in the commit and record the new digests
-(``LONGVIDEO_PRINT_PINS=1`` prints them). The Diagonal Queue's digests were re-recorded when its
-windows kept their full size while the queue drains: the last frame of each changed (the
-lookahead windows of 4 frames had shrunk only in the last iteration), every other kept its bits.
+The pins held bit for bit (as digests) while the samplers and their glue were restructured, and
+were re-recorded when the Diagonal Queue's windows kept their full size while the queue drains
+(the last frame of each changed). Bits do not carry over between CPUs: the same code gives other
+last bits with other float kernels. With torch's scalar kernels (``ATEN_CPU_CAPABILITY=default``)
+the samplers' latents moved by up to 4e-5 and k-step's on the tiny Wan 2.2-5B, whose values reach
+75, by 2e-3. So the pins are the recorded latents, compared within ``RELATIVE_TOLERANCE`` of each
+latent's largest value. They were recorded from the code whose digests the previous pins held. Record
+them again (``LONGVIDEO_RECORD_PINS=1``) only for a change meant to change the numbers, and say so
+in the commit.
 """
-import hashlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from input_media import GUIDE_IMAGE, write_guide_image
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
@@ -50,27 +54,8 @@ def _switch_prompt_at_frame_3(prompt, sampler_id):
 
 ADJUST = {"fifo_wan22_5b_batched": _batched, "fifo_wan22_5b_schedule": _switch_prompt_at_frame_3, "pavdm_wan21_schedule": _switch_prompt_at_frame_3}
 
-PINS = {
-    "fifo_wan21_lp_ld": "ad727f3b02aa4d3f3dd4eaab00d53b85",
-    "fifo_wan22_5b_lp_ld": "3b929a95de03a3d8c24f43172d64d9e4",
-    "fifo_wan22_5b_eta0": "d1a721b7e410ed4c054316962d9fa7e4",
-    "fifo_ltxv_lp_ld": "9f917d4f4684d0b82d3674b215117e6b",
-    "fifo_cosmos_lp_ld": "91e5220281fe18ccc03a49ef627a7775",
-    "fifo_wan22_5b_batched": "18cec7ff479b7d883081d18be7fb8c46",
-    "fifo_wan22_5b_schedule": "5599edb17522e3970c79121aed30602a",
-    "pavdm_ltxv": "c6fa7bb7c5d98e5a6b19e2ec9d602209",
-    "pavdm_wan21_schedule": "552bfd19bce02c5e5f3a756b915bc772",
-    "pavdm_wan22_5b_eta": "0b4457472ba270f5de7e16e982db133b",
-    "pavdm_cosmos_extend": "67dd2ec3c4ba0973411e3d227bf4cf4c",
-    "kstep_wan22_5b": "17184ed9c6ef883862b585ddd273bed6",
-    "kstep_cosmos": "8ec5441b33c1166eb2abccfbbd8c92d3",
-}
-
-
-def digest(tensor: torch.Tensor) -> str:
-    data = tensor.detach().cpu().contiguous()
-    header = f"{data.dtype}{tuple(data.shape)}".encode()
-    return hashlib.sha256(header + data.numpy().tobytes()).hexdigest()[:32]
+PINS_FILE = Path(__file__).with_name("node_output_pins.safetensors")
+RELATIVE_TOLERANCE = 3e-4
 
 
 def latent_only(prompt: dict, sampler_id: str) -> dict:
@@ -108,9 +93,14 @@ def pinned_output(host, names, case):
     return host.node_output(sampler_id, 1 if sampler_type == "LongVideoKStepNoiseSearch" else 0)["samples"]
 
 
+@pytest.fixture(scope="module")
+def pins(comfy_inprocess, tiny_model_names):
+    if os.environ.get("LONGVIDEO_RECORD_PINS"):
+        save_file({case: pinned_output(comfy_inprocess, tiny_model_names, case).float().contiguous() for case in CASES}, PINS_FILE)
+    return load_file(PINS_FILE)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_sampler_output_is_pinned(comfy_inprocess, tiny_model_names, case):
-    got = digest(pinned_output(comfy_inprocess, tiny_model_names, case))
-    if os.environ.get("LONGVIDEO_PRINT_PINS"):
-        print(f'PIN "{case}": "{got}",')
-    assert got == PINS[case], f"{case}: the output's bits changed (digest {got}, pinned {PINS[case]})"
+def test_sampler_output_is_pinned(comfy_inprocess, tiny_model_names, pins, case):
+    got = pinned_output(comfy_inprocess, tiny_model_names, case).float()
+    torch.testing.assert_close(got, pins[case], atol=RELATIVE_TOLERANCE * float(pins[case].abs().max()), rtol=0, msg=lambda m: f"{case}: the output changed. {m}")
