@@ -94,6 +94,9 @@ class FramewiseDenoiser:
             )
         elif self.family.mechanism == PACKED_ROW_MASKS:
             patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._call_stream_shapes, model_options, is_model_options=True
+            )
+            patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
             )
         elif self.family.mechanism == PACKED_STREAM_MASKS:
@@ -222,6 +225,11 @@ class FramewiseDenoiser:
         kwargs["denoise_mask"] = video_ratio[:, None, :, None, None].expand(video_shape[0], 1, *video_shape[2:]).to(x)
         kwargs["audio_denoise_mask"] = audio_ratio[:, None, :, None].expand(audio_shape[0], 1, *audio_shape[2:]).to(x)
         kwargs["latent_shapes"] = [torch.Size(video_shape), torch.Size(audio_shape)]
+        return executor(x, t, *args, **kwargs)
+
+    def _call_stream_shapes(self, executor, x, t, *args, **kwargs):
+        """H3 unpacks its latent by the shapes the conditioning holds, the planned call's: give it this call's."""
+        kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
         return executor(x, t, *args, **kwargs)
 
     def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
