@@ -193,3 +193,18 @@ def test_the_queue_continuing_a_clip_longer_than_the_queue_gives_its_output_soun
     assert got["video"].shape[2] == LENGTH
     assert got["audio"].shape[3] == sound_length(LENGTH)
     assert got["audio"].isfinite().all()
+
+
+def test_an_extension_that_starts_mid_group_takes_its_first_audio_latent_from_the_clip(comfy_inprocess):
+    """Extending the 7-frame clip by 4 frames: the output's frames are 4 + 4 + 1 + 4 = 13 frames long, as many as a video of 4
+    latent frames (1 + 4 + 4 + 4), but they own 21 audio latents of the timeline (58 - 37) where ComfyUI counts 22 for the
+    output's own video: the one before them, the clip's last, starts its sound."""
+    host = comfy_inprocess
+    length = 4
+    got = run(host, h3_prompt(PROGRESSIVE, "clip", length=length))
+    assert sound_length(length) == 22 and sound_length(7 + length) - sound_length(7) == 58 - 37
+    assert got["audio"].shape == (1, 32, 2, 22)
+    clip_sound = host.node_output("23")["samples"]
+    last = clip_sound[..., min(clip_sound.shape[3], sound_length(7)) - 1]
+    torch.testing.assert_close(got["audio"][..., 0], last, rtol=0, atol=0)
+    assert got["audio"][..., 1:].abs().amax(dim=(0, 1, 2)).min() > 0
