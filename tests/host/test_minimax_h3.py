@@ -148,9 +148,9 @@ def test_the_transformer_labels_each_row_at_its_own_level_and_sees_its_own_audio
     video, audio = random_latent(VIDEO, 0), random_latent(AUDIO, 1)
     seen = {}
 
-    def capture(executor, x, timestep, context, transformer_options={}, **kwargs):
+    def capture(executor, x, timestep, context, *args, **kwargs):
         seen.update(audio=x[1].cpu(), sigma=float(timestep.flatten()[0]) / 1000, video_mask=kwargs["denoise_mask"].cpu(), audio_mask=kwargs["audio_denoise_mask"].cpu())
-        return executor(x, timestep, context, transformer_options, **kwargs)
+        return executor(x, timestep, context, *args, **kwargs)
 
     def body(denoise, _sigmas):
         # added after the adapter's wrapper, so it runs inside it and sees what the transformer gets
