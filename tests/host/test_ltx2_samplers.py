@@ -226,3 +226,28 @@ def test_the_queue_continuing_a_clip_longer_than_the_queue_gives_its_output_soun
     assert got["video"].shape[2] == LENGTH
     assert got["audio"].shape[2] == sound_length(host, LENGTH, 24)
     assert got["audio"].isfinite().all()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_reference_anchor_on_the_videos_first_frame_shows_it_with_its_sound(comfy_inprocess, sampler):
+    host = comfy_inprocess
+    plain = run(host, ltx2_prompt(sampler, 24))
+    prompt = ltx2_prompt(sampler, 24, anchor=["40", 0])
+    prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {}}
+    anchored = run(host, prompt)
+    assert anchored["audio"].shape == plain["audio"].shape and anchored["audio"].isfinite().all()
+    # the first frame in front of every window moves the later frames
+    assert (anchored["video"][:, :, -1] - plain["video"][:, :, -1]).abs().max() > 1e-5
+
+
+def test_checkpoints_and_a_reference_latent_stop_with_sound_until_they_carry_it(comfy_inprocess):
+    host = comfy_inprocess
+    checkpoints = pack_module("nodes.checkpoints")
+    prompt = ltx2_prompt(PROGRESSIVE, 24, checkpoints=["41", 0])
+    prompt["41"] = {"class_type": "LongVideoCheckpoints", "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL}}
+    with pytest.raises(AssertionError, match="LTX-2 makes video and sound together, and Checkpoints do not save the sound yet"):
+        run(host, prompt)
+    prompt = ltx2_prompt(PROGRESSIVE, 24, anchor=["40", 0])
+    prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {"reference": ["6", 0]}}
+    with pytest.raises(AssertionError, match="a reference latent has no sound: leave the Reference Anchor's reference unconnected"):
+        run(host, prompt)
