@@ -11,7 +11,7 @@ import torch
 
 from comfy_reference import GivenNoise, assert_matches_reference, guider_of_sampler_inputs
 from input_media import write_sound_clip
-from pack_access import call_node, pack_module
+from pack_access import call_node, pack_module, record_progress
 from tiny_models import LTX2_TRANSFORMER, TINY_MODEL_FILES
 from tiny_workflows import add_prompt_schedule
 
@@ -251,3 +251,21 @@ def test_checkpoints_and_a_reference_latent_stop_with_sound_until_they_carry_it(
     prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {"reference": ["6", 0]}}
     with pytest.raises(AssertionError, match="a reference latent has no sound: leave the Reference Anchor's reference unconnected"):
         run(host, prompt)
+
+
+def test_previews_show_the_video_of_the_finished_frames(comfy_inprocess, monkeypatch):
+    import comfy.model_management
+    import latent_preview
+    import numpy
+
+    host = comfy_inprocess
+    updates = record_progress(monkeypatch)
+    got = run(host, ltx2_prompt(PROGRESSIVE, 24))
+    # 7 frames in chunks of 2 with 2 noisy chunks and 4 steps: 2 x (4 + 2 - 1) calls, a chunk finished every 2 from the 4th
+    mine = [(value, preview) for value, total, preview in updates if total == 10]
+    assert [value for value, preview in mine if preview is not None] == [4, 6, 8, 10]
+    model = host.node_output(IDS["model"]).model
+    previewer = latent_preview.get_previewer(comfy.model_management.get_torch_device(), model.latent_format)
+    # the last preview is the last output frame's video, as Latent2RGB shows a video latent (LTX-2's latent is stored unscaled)
+    expected = previewer.decode_latent_to_preview_image("JPEG", model.process_latent_in(got["video"])[:1, :, -1:])
+    assert numpy.array_equal(numpy.asarray(mine[-1][1][1]), numpy.asarray(expected[1]))
