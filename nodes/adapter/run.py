@@ -96,6 +96,7 @@ def sample_video(
         samples, latent_audio = audio_video_samples(latent, "latent")
         timeline = SoundTimeline.of(model, guidance.guiders)
         units_shape = (model.diffusion_model.num_audio_channels, model.diffusion_model.audio_frequency_bins)
+        # the latent's sound must fit its video at the conditioning's frame rate (made for another rate, it is refused)
         fitted_sound(latent_audio, samples, timeline, units_shape, "latent")
     else:
         samples = comfy.sample.fix_empty_latent_channels(
