@@ -91,6 +91,7 @@ def sample_video(
         samples, latent_audio = audio_video_samples(latent, "latent", family)
         timeline = SoundTimeline.of(model, guidance.guiders)
         units_shape = sound_units(model)
+        # the latent's sound must fit its video at its frame rate (made for another rate, it is refused)
         fitted_sound(latent_audio, samples, timeline, units_shape, "latent", family)
     else:
         samples = comfy.sample.fix_empty_latent_channels(

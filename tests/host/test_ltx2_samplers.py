@@ -11,7 +11,7 @@ import torch
 
 from comfy_reference import GivenNoise, assert_matches_reference, guider_of_sampler_inputs
 from input_media import write_sound_clip
-from pack_access import call_node, pack_module
+from pack_access import call_node, pack_module, record_progress
 from tiny_models import LTX2_TRANSFORMER, TINY_MODEL_FILES
 from tiny_workflows import add_prompt_schedule
 
@@ -226,3 +226,46 @@ def test_the_queue_continuing_a_clip_longer_than_the_queue_gives_its_output_soun
     assert got["video"].shape[2] == LENGTH
     assert got["audio"].shape[2] == sound_length(host, LENGTH, 24)
     assert got["audio"].isfinite().all()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_reference_anchor_on_the_videos_first_frame_shows_it_with_its_sound(comfy_inprocess, sampler):
+    host = comfy_inprocess
+    plain = run(host, ltx2_prompt(sampler, 24))
+    prompt = ltx2_prompt(sampler, 24, anchor=["40", 0])
+    prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {}}
+    anchored = run(host, prompt)
+    assert anchored["audio"].shape == plain["audio"].shape and anchored["audio"].isfinite().all()
+    # the first frame in front of every window moves the later frames
+    assert (anchored["video"][:, :, -1] - plain["video"][:, :, -1]).abs().max() > 1e-5
+
+
+def test_checkpoints_and_a_reference_latent_stop_with_sound_until_they_carry_it(comfy_inprocess):
+    host = comfy_inprocess
+    checkpoints = pack_module("nodes.checkpoints")
+    prompt = ltx2_prompt(PROGRESSIVE, 24, checkpoints=["41", 0])
+    prompt["41"] = {"class_type": "LongVideoCheckpoints", "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL}}
+    with pytest.raises(AssertionError, match="LTX-2 makes video and sound together, and Checkpoints do not save the sound yet"):
+        run(host, prompt)
+    prompt = ltx2_prompt(PROGRESSIVE, 24, anchor=["40", 0])
+    prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {"reference": ["6", 0]}}
+    with pytest.raises(AssertionError, match="a reference latent has no sound: leave the Reference Anchor's reference unconnected"):
+        run(host, prompt)
+
+
+def test_previews_show_the_video_of_the_finished_frames(comfy_inprocess, monkeypatch):
+    import comfy.model_management
+    import latent_preview
+    import numpy
+
+    host = comfy_inprocess
+    updates = record_progress(monkeypatch)
+    got = run(host, ltx2_prompt(PROGRESSIVE, 24))
+    # 7 frames in chunks of 2 with 2 noisy chunks and 4 steps: 2 x (4 + 2 - 1) calls, a chunk finished every 2 from the 4th
+    mine = [(value, preview) for value, total, preview in updates if total == 10]
+    assert [value for value, preview in mine if preview is not None] == [4, 6, 8, 10]
+    model = host.node_output(IDS["model"]).model
+    previewer = latent_preview.get_previewer(comfy.model_management.get_torch_device(), model.latent_format)
+    # the last preview is the last output frame's video, as Latent2RGB shows a video latent (LTX-2's latent is stored unscaled)
+    expected = previewer.decode_latent_to_preview_image("JPEG", model.process_latent_in(got["video"])[:1, :, -1:])
+    assert numpy.array_equal(numpy.asarray(mine[-1][1][1]), numpy.asarray(expected[1]))

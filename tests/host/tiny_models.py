@@ -67,7 +67,11 @@ LTX2_TRANSFORMER = {
     "connector_num_attention_heads": 4,
     "connector_attention_head_dim": 8,
     "connector_num_layers": 1,
+    # as LTX-2's own config: the first latent frame is one pixel frame, positions at the middle of each
+    # token's span, and the audio-video cross-attention gates modulated by the full timestep
     "causal_temporal_positioning": True,
+    "use_middle_indices_grid": True,
+    "av_ca_timestep_scale_multiplier": 1000.0,
 }
 # The audio VAE at LTX-2's own rates (16 kHz, hop 160, 4x latent downsampling: 25 latents per second,
 # 64 mel bins: 16 latent frequency bins), with few channels; its vocoder upsamples by the hop (160) so
