@@ -50,7 +50,7 @@ class PromptScheduleGuider(comfy.samplers.CFGGuider):
         conds = {f"positive_{i}": positive for i, positive in enumerate(positives)}
         self.inner_set_conds({"negative": negative, **conds})
 
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
+    def predict_noise(self, x, timestep, model_options=None, seed=None):  # ComfyUI always passes model_options
         return comfy.samplers.sampling_function(
             self.inner_model,
             x,
@@ -159,7 +159,7 @@ class FramewiseDenoiser:
         # ComfyUI stacks cond and uncond copies of the batch one after the other
         return ratio.repeat(rows // ratio.shape[0], 1)
 
-    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
         ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
         frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
         kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
@@ -232,7 +232,7 @@ class FramewiseDenoiser:
         kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
         return executor(x, t, *args, **kwargs)
 
-    def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
+    def _h3_row_levels(self, executor, x, timestep, context, transformer_options, **kwargs):
         """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
         from comfy.ldm.minimax.model import time_shift_sigma
 
