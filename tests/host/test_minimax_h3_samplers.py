@@ -208,3 +208,14 @@ def test_an_extension_that_starts_mid_group_takes_its_first_audio_latent_from_th
     last = clip_sound[..., min(clip_sound.shape[3], sound_length(7)) - 1]
     torch.testing.assert_close(got["audio"][..., 0], last, rtol=0, atol=0)
     assert got["audio"][..., 1:].abs().amax(dim=(0, 1, 2)).min() > 0
+
+
+def test_a_clip_whose_sound_outlasts_its_encoded_frames_is_refused_with_what_to_do(comfy_inprocess):
+    """H3's VAE encodes 25 frames as 7 latent frames (22 frames), but the clip's sound lasts 25 / 24 s: 42 audio latents against 37."""
+    host = comfy_inprocess
+    write_sound_clip(host.base_dir / "input" / "h3_clip_of_25_frames.mp4", 24, 25)
+    prompt = h3_prompt(PROGRESSIVE, "clip")
+    prompt["20"]["inputs"]["file"] = "h3_clip_of_25_frames.mp4"
+    with pytest.raises(AssertionError, match=r"The context input's sound is 42 audio latents long, but its 7 latent frames \(22 frames\) last 37 audio "
+                                             r"latents at MiniMax H3's 24 fps .* Encode a clip of 5 \+ 17 n frames at 24 fps with its own sound"):
+        run(host, prompt)
