@@ -30,7 +30,7 @@ class ConvVideoModel:
         self.seconds = 0.0
 
     @torch.no_grad()
-    def __call__(self, x, sigmas, prompt):
+    def __call__(self, x, sigmas, prompt, frames):
         start = time.perf_counter()
         out = x
         for conv in self.convs:

@@ -105,7 +105,7 @@ class DiagonalQueueSampler(io.ComfyNode):
             inputs=[
                 *guidance_inputs("in the queue, each new prompt enters with the noise and travels to the head."),
                 io.Sigmas.Input("sigmas", tooltip="The noise levels from any scheduler. It needs window x partitions steps (that many + 1 values): one queue slot per level."),
-                io.Latent.Input("latent", tooltip="Sets size and batch (an empty video latent), or the clip to continue."),
+                io.Latent.Input("latent", tooltip="Sets size and batch (an empty video latent), or the clip to continue. LTX-2: the video latent joined with its sound (LTXVConcatAVLatent of an empty latent and LTXVEmptyLatentAudio, or of a clip's VAE Encode and LTXV Audio VAE Encode); the output then carries the sound too."),
                 io.Combo.Input("start", options=[START_FROM_CLIP, START_FROM_LATENT], default=START_FROM_CLIP, tooltip="sample a first clip: sample `window` frames normally and re-noise them into the queue (the official start). continue the input latent: re-noise the input latent's last frames into the queue instead."),
                 io.Int.Input("length", default=32, min=1, max=100_000, tooltip="Latent frames to output. Pixel frames after decoding: Wan 4 x (length - 1) + 1, LTX-Video 8 x (length - 1) + 1."),
                 io.Int.Input("window", default=16, min=1, max=512, tooltip="Latent frames the model sees per call; use the model's native clip length in latent frames (Wan 81 frames = 21, LTX-Video 97 frames = 13)."),
@@ -125,7 +125,8 @@ class DiagonalQueueSampler(io.ComfyNode):
         guidance = guidance_from_inputs(model, positive, negative, cfg, guider, length, experts)
         clip = None
         if start == START_FROM_LATENT:
-            clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.")
+            # the queue re-denoises the clip's last `slots` frames as output frames 0, 1, ...
+            clip = ClipInput(latent, "input", "encode a clip to continue, or set `start` to 'sample a first clip'.", lambda frames: min(0, layout.slots - frames))
         out = sample_video(guidance, latent, sigmas, sampler=diagonal_queue.generate, layout=layout, length=length, seed=seed, eta=eta,
                            clip=clip, window_batching=settings.window_batching, anchor=anchor, checkpoints=checkpoints)
         return io.NodeOutput(out)

@@ -11,30 +11,41 @@ from fractions import Fraction
 import av
 import torch
 
-# container -> (PyAV format, encoder); both encode yuv420p, which every browser and player shows
-FORMATS = {"mp4": ("mp4", "libx264"), "webm": ("webm", "libvpx-vp9")}
+# container -> (PyAV format, video encoder, sound encoder); the video yuv420p, which every browser and
+# player shows, the sound in the codec ComfyUI's own Save Video uses for the container
+FORMATS = {"mp4": ("mp4", "libx264", "aac"), "webm": ("webm", "libvpx-vp9", "libopus")}
+# Opus encodes at 48 kHz; PyAV's encoder resamples other rates to it
+OPUS_RATE = 48000
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo"}
 
 
 class VideoFileWriter:
     """An open video file; ``write`` encodes IMAGE frames ``[frames, height, width, channels]`` in 0..1.
 
-    Memory stays at one block of frames whatever the length. Use it as a context manager: on any
-    exit, an interrupt or error included, the encoder is flushed and the container closed, so the
-    file is a valid video of every frame written. A file that got no frame is removed.
+    With ``audio_rate`` the file also gets a sound track of ``audio_channels`` channels, and
+    ``write_audio`` encodes waveform pieces ``[channels, samples]`` that follow one another.
+    Memory stays at one block of frames (and one piece of sound) whatever the length. Use it as a
+    context manager: on any exit, an interrupt or error included, the encoders are flushed and the
+    container closed, so the file is a valid video of everything written. A file that got no frame
+    is removed.
     """
 
-    def __init__(self, path: str, fps: float, container: str = "mp4", crf: int = 19, metadata: dict | None = None):
+    def __init__(self, path: str, fps: float, container: str = "mp4", crf: int = 19, metadata: dict | None = None,
+                 audio_rate: int | None = None, audio_channels: int = 2):
         if container not in FORMATS:
             raise ValueError(f"Unknown video format {container!r}; choose one of {', '.join(FORMATS)}.")
+        if audio_rate is not None and audio_channels not in AUDIO_LAYOUTS:
+            raise ValueError(f"A sound track of {audio_channels} channels cannot be written; mono and stereo can.")
         self.path, self.crf, self.frames_written = path, crf, 0
         self.rate = Fraction(round(fps * 1000), 1000)
-        av_format, self._codec = FORMATS[container]
+        self.audio_rate, self.audio_layout, self.audio_samples_written = audio_rate, AUDIO_LAYOUTS.get(audio_channels), 0
+        av_format, self._codec, self._audio_codec = FORMATS[container]
         # mp4 drops tags outside its fixed set unless told to keep them (ComfyUI's savers do the same)
         options = {"movflags": "use_metadata_tags"} if av_format == "mp4" else {}
         self._container = av.open(path, mode="w", format=av_format, options=options)
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-        self._stream = None
+        self._stream = self._audio_stream = None
 
     def _open_stream(self, width: int, height: int) -> None:
         if width % 2 or height % 2:
@@ -45,6 +56,10 @@ class VideoFileWriter:
         if self._codec == "libvpx-vp9":
             # constant-quality mode: without a zero bit rate libvpx caps the quality at a default rate
             self._stream.bit_rate = 0
+        if self.audio_rate is not None:
+            # both streams must exist before the first packet is written
+            rate = OPUS_RATE if self._audio_codec == "libopus" else self.audio_rate
+            self._audio_stream = self._container.add_stream(self._audio_codec, rate=rate, layout=self.audio_layout)
 
     def write(self, frames: torch.Tensor) -> None:
         if self._stream is None:
@@ -56,8 +71,20 @@ class VideoFileWriter:
             self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             self.frames_written += 1
 
+    def write_audio(self, waveform: torch.Tensor) -> None:
+        """Encode the next piece of the sound track, ``[channels, samples]`` floats in -1..1; after the first frames."""
+        if self._audio_stream is None:
+            raise ValueError("This video file has no sound track yet: write frames first, and open it with an audio_rate.")
+        samples = waveform.detach().to("cpu", torch.float32).contiguous().numpy()
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self.audio_layout)
+        frame.sample_rate, frame.time_base, frame.pts = self.audio_rate, Fraction(1, self.audio_rate), self.audio_samples_written
+        self._container.mux(self._audio_stream.encode(frame))
+        self.audio_samples_written += samples.shape[1]
+
     def close(self) -> None:
         try:
+            if self._audio_stream is not None:
+                self._container.mux(self._audio_stream.encode(None))
             if self._stream is not None:
                 self._container.mux(self._stream.encode(None))
         finally:

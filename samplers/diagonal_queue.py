@@ -209,17 +209,21 @@ class QueueState:
     next_frame: int  # output frames emitted
     generator: Optional[torch.Tensor] = None  # the random generator's state
     reference: Optional[torch.Tensor] = None  # clean frames in front of every window (anchoring)
+    reference_frame: int = 0  # the output frame the reference's first frame is (the denoiser is told)
 
     def to_record(self) -> tuple[dict, dict]:
         """Its tensors and its numbers, for a file."""
         tensors = {"queue": self.queue, "generator": self.generator, "reference": self.reference}
-        numbers = {"in_flight": self.in_flight, "position": self.position, "warmup": self.warmup, "iteration": self.iteration, "next_frame": self.next_frame}
-        return {k: v.cpu() for k, v in tensors.items() if v is not None}, numbers
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {k: getattr(self, k) for k in (*_QUEUE_NUMBERS, "reference_frame")}
 
     @classmethod
     def from_record(cls, tensors: dict, numbers: dict) -> "QueueState":
-        return cls(tensors["queue"], **{k: int(numbers[k]) for k in ("in_flight", "position", "warmup", "iteration", "next_frame")},
-                   generator=tensors.get("generator"), reference=tensors.get("reference"))
+        # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
+        return cls(tensors["queue"], **{k: int(numbers[k]) for k in _QUEUE_NUMBERS}, generator=tensors.get("generator"), reference=tensors.get("reference"),
+                   reference_frame=int(numbers.get("reference_frame", 0)))
+
+
+_QUEUE_NUMBERS = ("in_flight", "position", "warmup", "iteration", "next_frame")
 
 
 def initial_queue(
@@ -280,6 +284,11 @@ def generate(
     ``reroll.from_frame`` that leaves the queue with a new group, draw from its generator and take
     its prompts (run_state.Reroll).
 
+    The denoiser is told the output frame of every frame it sees (frame_levels.Denoiser): warm-up
+    frames and the lookahead context in front of them count down from -1, the first clip is frames
+    0 .. window - 1, a given clip's frames are numbered so that its last ones are 0, 1, ...; the
+    FIRST_FRAME reference is the clip's first frame by that numbering.
+
     The arguments are checked when this is called, before any model call.
     """
     check_run(layout, sigmas, num_frames, frame_shape, clip, reference)
@@ -313,7 +322,10 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         total = warmup + num_frames
         # frames that will never leave the queue are not kept
         queue = queue[:, :, : layout.context_slots + min(layout.slots, total)]
-        state = QueueState(queue, layout.in_flight(0, total), 0, warmup, progress.done, 0, reference=clip[:, :, :1] if reference is FIRST_FRAME else given)
+        # the clip's last frames become output frames 0, 1, ...: its first frame is frame 0 or one before it
+        first_of_clip = min(0, layout.slots - clip.shape[FRAME_DIM])
+        state = QueueState(queue, layout.in_flight(0, total), 0, warmup, progress.done, 0, reference=clip[:, :, :1] if reference is FIRST_FRAME else given,
+                           reference_frame=first_of_clip if reference is FIRST_FRAME else 0)
     else:
         state = resume_on(resume, generator, device)
         progress = IterationCounter(state.iteration - state.position + layout.queue_iterations(state.warmup + num_frames), callback, state.iteration)
@@ -368,7 +380,9 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
         nxt = torch.cat([clean.expand(front), inflight_next[:in_flight]])
         slot_experts = inflight_experts[:1] * front + inflight_experts[:in_flight]
         calls = calls_of_iteration(experts, slot_experts, layout.windows(in_flight, front), windows_per_call, position * g - front, prompt_of_position)
-        return front, in_flight, now, nxt, calls
+        # the output frame in each slot: the head in flight is the frame this iteration dequeues
+        frames = torch.arange(length) + (position * g - front - state.warmup)
+        return front, in_flight, now, nxt, frames, calls
 
     position = state.position
     while position < iterations:
@@ -382,16 +396,16 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
         plans = [iteration_plan(position + t) for t in range(block)]
         if block > 1:
             enqueues = [layout.enqueued(position + t, total) for t in range(block)]
-            ahead = _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, layout.context_slots, state.reference)
+            ahead = _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, layout.context_slots, state)
             for t in range(block - 1):
                 yield (position + t) * g, next(ahead), None
             finished = next(ahead)
             queue = _returned(ahead)
         else:
-            front, in_flight, now, nxt, calls = plans[0]
+            front, in_flight, now, nxt, frames, calls = plans[0]
             enqueue = layout.enqueued(position, total)
             noise, tail = _draw_noise(queue, generator, eta, sigmas, enqueue, kept=front - layout.context_slots)
-            queue = _advance(experts, calls, queue, now, nxt, space, eta, noise, state.reference)
+            queue = _advance(experts, calls, queue, now, nxt, frames, space, eta, noise, state)
             finished = queue[:, :, front : front + min(g, in_flight)].clone()
             queue = torch.cat([queue[:, :, enqueue:], *tail], dim=FRAME_DIM)
         done = position + block
@@ -425,7 +439,7 @@ def _draw_noise(queue, generator, eta, sigmas, enqueue, kept=0):
     return noise, tail
 
 
-def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, context, reference):
+def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, sigmas, g, context, queue_state):
     """The iterations of ``plans`` (each a full queue), the noisier segment (slots from ``split`` on,
     counted from the head) first for all of them, its frames that cross into the cleaner segment
     kept until the cleaner expert takes them. The noise is drawn in the plain order; the cleaner
@@ -433,33 +447,35 @@ def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, si
     noise in advance. Yields each iteration's finished head frames and returns the queue after the
     last iteration."""
     noisy, crossing, states = queue, [], []
-    for (front, _, now, nxt, calls), enqueue in zip(plans, enqueues):
+    for (front, _, now, nxt, frames, calls), enqueue in zip(plans, enqueues):
         states.append(generator.get_state() if eta > 0 else None)
         noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue, kept=front - context)
-        noisy = _advance(experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, space, eta, noise, reference)
+        noisy = _advance(experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, frames, space, eta, noise, queue_state)
         crossing.append(noisy[:, :, front + split : front + split + g].clone())  # a copy: a view would keep the whole queue alive
         noisy = torch.cat([noisy[:, :, enqueue:], *tail], dim=FRAME_DIM)
     replay = torch.Generator(device=generator.device) if eta > 0 else None
     clean = queue[:, :, : plans[0][0] + split]
-    for (front, _, now, nxt, calls), enqueue, state, crossed in zip(plans, enqueues, states, crossing):
+    for (front, _, now, nxt, frames, calls), enqueue, state, crossed in zip(plans, enqueues, states, crossing):
         noise = None
         if state is not None:
             replay.set_state(state)
             noise, _ = _draw_noise(queue, replay, eta, sigmas, 0, kept=front - context)
-        clean = _advance(experts, [call for call in calls if call[2].windows[0].start < front + split], clean, now, nxt, space, eta, noise, reference)
+        clean = _advance(experts, [call for call in calls if call[2].windows[0].start < front + split], clean, now, nxt, frames, space, eta, noise, queue_state)
         yield clean[:, :, front : front + g].clone()
         clean = torch.cat([clean[:, :, enqueue:], crossed], dim=FRAME_DIM)
     return torch.cat([clean, noisy[:, :, clean.shape[FRAME_DIM] :]], dim=FRAME_DIM)
 
 
-def _advance(experts, calls, queue, now, nxt, space, eta, noise, reference=None):
-    """One diagonal iteration: every in-flight frame moves down one level, by its own expert."""
+def _advance(experts, calls, queue, now, nxt, frames, space, eta, noise, queue_state):
+    """One diagonal iteration: every in-flight frame moves down one level, by its own expert.
+    ``frames``: the output frame in each slot; ``queue_state``: the run's QueueState, for its reference."""
     batch = queue.shape[0]
     updated = queue.clone()
     for expert, prompt, call in calls:
         x = torch.cat([queue[:, :, w.start : w.stop] for w in call.windows])
         levels = torch.stack([now[w.start : w.stop] for w in call.windows]).repeat_interleave(batch, dim=0)
-        denoised = denoise_with_reference(lambda shown, shown_levels: experts(expert, shown, shown_levels, prompt), x, levels, reference)  # noqa: B023
+        shown_frames = torch.stack([frames[w.start : w.stop] for w in call.windows]).repeat_interleave(batch, dim=0)
+        denoised = denoise_with_reference(experts.serving(expert, prompt), x, levels, shown_frames, queue_state.reference, queue_state.reference_frame)
         for k, (w, first, stop) in enumerate(call.written):
             rows = slice(k * batch, (k + 1) * batch)
             own = slice(first - w.start, stop - w.start)

@@ -11,7 +11,7 @@ one ended with. ``switches`` counts the changes of expert between consecutive ca
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 import torch
 
@@ -58,11 +58,15 @@ class Experts:
             needed.insert(0, self.current)
         return needed
 
-    def __call__(self, expert: int, x: torch.Tensor, levels: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+    def __call__(self, expert: int, x: torch.Tensor, levels: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
         if self.current is not None and expert != self.current:
             self.switches += 1
         self.current = expert
-        return self.denoisers[expert](x, levels, prompt)
+        return self.denoisers[expert](x, levels, prompt, frames)
+
+    def serving(self, expert: int, prompt: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """One expert under one prompt, called as ``(x, levels, frames)`` (anchoring.denoise_with_reference)."""
+        return lambda x, levels, frames: self(expert, x, levels, prompt, frames)
 
 
 def check_boundaries(boundaries, sigmas: torch.Tensor) -> None:

@@ -18,8 +18,10 @@ from .experts import as_experts
 
 FRAME_DIM = 2
 
-# predict x0 for a batch of windows: latents [N, C, F, H, W], per-frame sigmas [N, F], prompt index
-Denoiser = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+# predict x0 for a batch of windows: latents [N, C, F, H, W], per-frame sigmas [N, F], prompt index,
+# and the output-frame index of every frame [N, F] (int64, on the CPU): warm-up frames are negative;
+# a denoiser of frames that carry a second stream unpacks them by it (streams.py)
+Denoiser = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -159,17 +161,19 @@ def sample_clip(
 
     ``denoise`` is a Denoiser or Experts (each step by the expert of its level); ``noise`` is
     unit noise ``[B, C, F, H, W]``; ``sigmas`` the descending schedule (ComfyUI SIGMAS).
-    ``reference``: clean frames the model sees in front of the clip (anchoring.with_reference).
+    ``reference``: clean frames the model sees in front of the clip (anchoring.denoise_with_reference),
+    told frames 0 .. r - 1 as every given reference is; the clip is output frames 0 .. F - 1.
     ``callback()`` is called after each step.
     """
     experts = as_experts(denoise)
     frames = noise.shape[FRAME_DIM]
+    indices = torch.arange(frames).expand(noise.shape[0], frames)
     # pure noise at the first level is sigma_max * noise in both noise spaces
     x = noise * sigmas[0]
     for i in range(len(sigmas) - 1):
         level = sigmas[i].expand(noise.shape[0], frames)
         level_next = sigmas[i + 1].expand(noise.shape[0], frames)
-        denoised = denoise_with_reference(lambda x_in, levels_in: experts(int(experts.expert_of(sigmas[i])), x_in, levels_in, prompt), x, level, reference)
+        denoised = denoise_with_reference(experts.serving(int(experts.expert_of(sigmas[i])), prompt), x, level, indices, reference, 0)
         fresh = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, level, level_next, space, eta, fresh)
         if callback is not None:

@@ -128,6 +128,7 @@ class WindowState:
     chunks: dict  # index -> latent of every chunk in the window, not yet finished
     generator: Optional[torch.Tensor] = None  # the random generator's state
     reference: Optional[torch.Tensor] = None  # clean frames in front of every window (anchoring)
+    reference_frame: int = 0  # the output frame the reference's first frame is (the denoiser is told)
 
     @property
     def iteration(self) -> int:
@@ -137,13 +138,14 @@ class WindowState:
         """Its tensors and its numbers, for a file."""
         tensors = {"context": self.context, "generator": self.generator, "reference": self.reference}
         tensors.update((f"chunk_{j}", latent) for j, latent in self.chunks.items())
-        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {"call": self.call, "next_frame": self.next_frame}
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {"call": self.call, "next_frame": self.next_frame, "reference_frame": self.reference_frame}
 
     @classmethod
     def from_record(cls, tensors: dict, numbers: dict) -> "WindowState":
         chunks = {int(name[len("chunk_"):]): latent for name, latent in tensors.items() if name.startswith("chunk_")}
         return cls(int(numbers["call"]), int(numbers["next_frame"]), tensors.get("context"), dict(sorted(chunks.items())),
-                   tensors.get("generator"), tensors.get("reference"))
+                   # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
+                   tensors.get("generator"), tensors.get("reference"), int(numbers.get("reference_frame", 0)))
 
 
 def generate(
@@ -182,6 +184,10 @@ def generate(
     yields only the chunks after it. ``reroll``: from the first chunk that starts at or after
     ``reroll.from_frame``, draw from its generator and take its prompts (run_state.Reroll).
 
+    The denoiser is told the output frame of every frame it sees (frame_levels.Denoiser): a given
+    clip comes before frame 0 (its context frames are -c .. -1, its first frame, the FIRST_FRAME
+    reference, is -F), the context after that is the chunk before the window's first.
+
     The arguments are checked when this is called, before any model call.
     """
     check_run(layout, sigmas, num_frames, frame_shape, clip, reference)
@@ -216,12 +222,14 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
     like = torch.zeros((), device=device)
     if resume is None:
         given = clip[:, :, :1] if reference is FIRST_FRAME and clip is not None else (None if reference is FIRST_FRAME else reference)
-        state = WindowState(0, 0, None if clip is None else clip[:, :, -layout.chunk :], {}, reference=given)
+        # the clip comes before output frame 0: its first frame is frame -F
+        given_frame = -clip.shape[FRAME_DIM] if reference is FIRST_FRAME and clip is not None else 0
+        state = WindowState(0, 0, None if clip is None else clip[:, :, -layout.chunk :], {}, reference=given, reference_frame=given_frame)
     else:
         state = resume_on(resume, generator, device)
     progress = IterationCounter(calls, callback, state.call)
     switch = None if reroll is None else reroll_call(reroll.from_frame, layout.chunk, layout.window_chunks, steps)
-    context, chunks, reference_frames = state.context, dict(state.chunks), state.reference
+    context, chunks, reference_frames, reference_frame = state.context, dict(state.chunks), state.reference, state.reference_frame
     for call in range(state.call, calls):
         if call == switch:
             generator, prompt_of_frame = reroll.switch(generator, prompt_of_frame)
@@ -236,7 +244,9 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         now, nxt = (window_levels(sigmas, in_window, sizes, steps, context_frames, ahead) for ahead in (0, 1))
         first_frame = in_window[0][0] * layout.chunk
         prompts = [prompt_of_frame(first_frame + k) for k in range(x.shape[FRAME_DIM] - context_frames)]
-        denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), prompts, context_frames, reference_frames)
+        # the context is the chunk before the window's first (or the clip's last frames, before frame 0)
+        frames = torch.arange(first_frame - context_frames, first_frame - context_frames + x.shape[FRAME_DIM]).expand(batch, -1)
+        denoised = _denoise_per_expert_and_prompt(experts, x, now.expand(batch, -1), frames, prompts, context_frames, reference_frames, reference_frame)
         noise = fresh_noise(x.shape, generator, x) if eta > 0 else None
         x = step(x, denoised, now, nxt, space, eta, noise)
         stepped = x[:, :, context_frames:].split(sizes, dim=FRAME_DIM)
@@ -246,9 +256,10 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
         if finished:
             context = chunks.pop(head)
             if reference is FIRST_FRAME and reference_frames is None:
-                reference_frames = context[:, :, :1]
+                reference_frames, reference_frame = context[:, :, :1], 0
         next_frame = (head + 1) * layout.chunk if finished else state.next_frame
-        state = WindowState(call + 1, min(num_frames, next_frame), context, dict(chunks), None if generator is None else generator.get_state(), reference_frames)
+        state = WindowState(call + 1, min(num_frames, next_frame), context, dict(chunks), None if generator is None else generator.get_state(), reference_frames,
+                            reference_frame)
         if finished:
             yield head * layout.chunk, context
         progress.step(context if finished else None, state)
@@ -260,13 +271,13 @@ def window_levels(sigmas, in_window, sizes, steps, context_frames, ahead):
     return torch.cat([sigmas.new_zeros(context_frames), *chunk_levels])
 
 
-def _denoise_per_expert_and_prompt(experts, x, levels, prompts, context_frames, reference=None):
+def _denoise_per_expert_and_prompt(experts, x, levels, frames, prompts, context_frames, reference, reference_frame):
     """One model call per expert and prompt in the window; every noisy frame keeps its own expert's and prompt's x0."""
     own = list(zip(experts.expert_of(levels[0, context_frames:]).tolist(), prompts))
     denoised = None
     for expert in experts.order(e for e, _ in own):
         for prompt in dict.fromkeys(p for e, p in own if e == expert):
-            prediction = denoise_with_reference(lambda shown, shown_levels: experts(expert, shown, shown_levels, prompt), x, levels, reference)  # noqa: B023
+            prediction = denoise_with_reference(experts.serving(expert, prompt), x, levels, frames, reference, reference_frame)
             if denoised is None:
                 denoised = prediction
                 continue

@@ -32,8 +32,9 @@ class GaussianVideo:
     def signal_scale(self, sigmas: torch.Tensor) -> torch.Tensor:
         return 1.0 - sigmas if self.space is NoiseSpace.RECTIFIED_FLOW else torch.ones_like(sigmas)
 
-    def denoise(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
-        """Exact posterior mean for windows ``x [N, C, F, H, W]`` at levels ``sigmas [N, F]``."""
+    def denoise(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
+        """Exact posterior mean for windows ``x [N, C, F, H, W]`` at levels ``sigmas [N, F]`` (the process
+        is stationary: which output ``frames`` the windows hold does not change it)."""
         self.calls.append((tuple(x.shape), sigmas.detach().clone(), prompt))
         sigmas = sigmas.double()
         mean = self.prompt_means[prompt]
@@ -43,3 +44,8 @@ class GaussianVideo:
         gain = torch.linalg.solve(observed_cov, (k * a[:, None, :]).transpose(1, 2)).transpose(1, 2)
         residual = x.double() - a[:, None, :, None, None] * mean
         return (mean + torch.einsum("nfg,ncghw->ncfhw", gain, residual)).to(x.dtype)
+
+
+def frames_from_zero(x: torch.Tensor) -> torch.Tensor:
+    """The ``frames`` argument for windows ``x [N, C, F, H, W]`` that each hold output frames 0 .. F - 1."""
+    return torch.arange(x.shape[2]).expand(x.shape[0], -1)

@@ -17,7 +17,13 @@ COLUMN_WIDTH, ROW_HEIGHT = 360, 330
 
 
 def is_widget(spec) -> bool:
-    return is_combo(spec) or spec[0] in WIDGET_TYPES
+    return is_combo(spec) or widget_type(spec) in WIDGET_TYPES
+
+
+def widget_type(spec) -> str:
+    """The widget an input shows: its type, or for an input of several types (e.g. "FLOAT,INT") the one its widgetType names."""
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return options.get("widgetType", spec[0])
 
 
 def is_combo(spec) -> bool:
@@ -95,7 +101,7 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         for name, spec, _required in inputs_in_editor_order(info, node["inputs"]):
             value = node["inputs"][name] if name in node["inputs"] else default_value(spec)
             options = spec[1] if len(spec) > 1 else {}
-            link = next((l[0] for l in links if l[3] == int(node_id) and l[4] == name), None)
+            link = next((row[0] for row in links if row[3] == int(node_id) and row[4] == name), None)
             if is_widget(spec):
                 # a widget fed by a link keeps its slot in widgets_values, as the editor saves it
                 widgets.append(options.get("default") if link else value)

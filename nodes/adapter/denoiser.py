@@ -36,7 +36,7 @@ import comfy.samplers
 import comfy.utils
 import torch
 
-from .families import DENOISE_MASK, FRAMES_AS_BATCH, PACKED_ROW_MASKS, TIMESTEP_MATRIX, model_family
+from .families import DENOISE_MASK, FRAMES_AS_BATCH, PACKED_ROW_MASKS, PACKED_STREAM_MASKS, TIMESTEP_MATRIX, model_family
 
 _WRAPPER_KEY = "comfyui-longvideo.frame_levels"
 
@@ -82,7 +82,8 @@ class FramewiseDenoiser:
         self.before_call = before_call
         self._frame_timestep_ratio: Optional[torch.Tensor] = None
         self.model_options = model_options
-        self._stream_levels: Optional[list[torch.Tensor]] = None  # MiniMax H3: the levels of the video and audio rows of the call
+        self._stream_levels: Optional[list[torch.Tensor]] = None  # audio-video models: the levels of the video frames and audio units of the call
+        self._stream_shapes: Optional[list] = None  # audio-video models: the video and audio shapes of the call
         if self.family.mechanism == DENOISE_MASK:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._add_denoise_mask, model_options, is_model_options=True
@@ -95,8 +96,12 @@ class FramewiseDenoiser:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
             )
+        elif self.family.mechanism == PACKED_STREAM_MASKS:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._ltxav_stream_masks, model_options, is_model_options=True
+            )
 
-    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
         self.before_call()
         self._select_prompt(prompt)
         if self.family.mechanism == FRAMES_AS_BATCH:
@@ -164,37 +169,60 @@ class FramewiseDenoiser:
         return executor(x, timestep[:, None] * ratio, *args, **kwargs)
 
     def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """x0 of MiniMax H3 windows, in model space (the audio as the sampler carries it).
+        """x0 of audio-video windows (MiniMax H3, LTX-2), in model space, every frame and audio unit at its own level.
 
-        ``video`` ``[N, 24, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` ``[N, 32, 2, A]`` (H3's
-        layout: channels, stereo, audio latent frames) with ``audio_sigmas`` ``[N, A]``, each audio frame at
-        the level (on the video schedule) of the video frame it sounds with. The transformer takes one
-        row at a time, so the N windows are denoised one after the other.
+        ``video`` ``[N, C, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` in the family's layout
+        with ``audio_sigmas`` ``[N, A]``, one level per audio unit along the family's audio time axis:
+        MiniMax H3 ``[N, 32, 2, A]`` (channels, stereo, audio latent frames; the audio as the sampler
+        carries it, scaled onto the video schedule), LTX-2 ``[N, 8, A, 16]`` (channels, audio latents,
+        frequency bins). H3's transformer takes one row at a time, so its N windows are denoised one
+        after the other; LTX-2 takes them in one call.
         """
         self.before_call()
         self._select_prompt(prompt)
-        rows = [self._denoise_packed_row(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
-        return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
+        if self.family.one_row_per_call:
+            rows = [self._denoise_packed(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
+            return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
+        return self._denoise_packed(video, video_sigmas, audio, audio_sigmas)
 
-    def _denoise_packed_row(self, video, video_sigmas, audio, audio_sigmas):
+    def _denoise_packed(self, video, video_sigmas, audio, audio_sigmas):
+        """The per-frame correction on both streams packed into one latent, as ComfyUI samples audio-video models."""
         video_sigmas, audio_sigmas = video_sigmas.to(video), audio_sigmas.to(audio)
         batch_sigma = torch.maximum(video_sigmas.amax(dim=1), audio_sigmas.amax(dim=1))
         if not bool((batch_sigma > 0).all()):
             raise ValueError("Every window must hold at least one frame that is not yet clean.")
         self._stream_levels = [video_sigmas, audio_sigmas]
         packed, shapes = comfy.utils.pack_latents([video, audio])
+        self._stream_shapes = shapes
+        audio_time = self.family.audio_time_dim
+        audio_view = [audio.shape[0]] + [audio.shape[d] if d == audio_time else 1 for d in range(1, audio.ndim)]
 
         def per_element(video_values, audio_values):
-            # per-frame values spread over each stream's elements (audio frames are H3's last axis), packed like the latent
-            return comfy.utils.pack_latents([video_values.expand_as(video), audio_values.reshape(1, 1, 1, -1).expand_as(audio)])[0]
+            # per-frame values spread over each stream's elements, packed like the latent
+            return comfy.utils.pack_latents([video_values.expand_as(video), audio_values.reshape(audio_view).expand_as(audio)])[0]
 
         frame_in, frame_x, frame_out = (per_element(v, a) for v, a in zip(self._linear_coefficients(video_sigmas), self._linear_coefficients(audio_sigmas)))
-        batch_in, batch_x, batch_out = (k.reshape(1, 1, 1) for k in self._linear_coefficients(batch_sigma[:, None]))
+        batch_in, batch_x, batch_out = (k.reshape(-1, 1, 1) for k in self._linear_coefficients(batch_sigma[:, None]))
         scaled = packed * frame_in / batch_in
         denoised = self._guide(scaled, batch_sigma)
         network_out = (denoised - batch_x * scaled) / batch_out
         video_x0, audio_x0 = comfy.utils.unpack_latents(frame_x * packed + frame_out * network_out, shapes)
         return video_x0, audio_x0
+
+    def _ltxav_stream_masks(self, executor, x, t, *args, **kwargs):
+        """LTX-2's per-token levels: ``process_timestep`` scales the call's timestep by ``denoise_mask`` for the
+        video tokens and by ``audio_denoise_mask`` for the audio tokens, so each mask is the level's timestep
+        over the call's. The streams' shapes are the call's own (the conditioning holds the planned ones)."""
+        ms = self.model_sampling
+        video_levels, audio_levels = (levels.repeat(x.shape[0] // levels.shape[0], 1) for levels in self._stream_levels)
+        call_timestep = ms.timestep(t.to(video_levels))[:, None]
+        video_shape, audio_shape = ([x.shape[0], *shape[1:]] for shape in self._stream_shapes)
+        video_ratio = ms.timestep(video_levels) / call_timestep
+        audio_ratio = ms.timestep(audio_levels) / call_timestep
+        kwargs["denoise_mask"] = video_ratio[:, None, :, None, None].expand(video_shape[0], 1, *video_shape[2:]).to(x)
+        kwargs["audio_denoise_mask"] = audio_ratio[:, None, :, None].expand(audio_shape[0], 1, *audio_shape[2:]).to(x)
+        kwargs["latent_shapes"] = [torch.Size(video_shape), torch.Size(audio_shape)]
+        return executor(x, t, *args, **kwargs)
 
     def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
         """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
@@ -264,19 +292,20 @@ def run_with_framewise_denoisers(
     seed: int,
     body: Callable[[list[FramewiseDenoiser]], None],
     before_call: Callable[[], None] = lambda: None,
+    sound_shape: Optional[tuple[int, ...]] = None,
 ) -> None:
     """``body(denoisers)`` with one denoiser per guider, every guider's conditioning prepared.
 
     Each guider is entered as ComfyUI enters it for sampling, one inside the other; ComfyUI loads
     each model on entry, and where they do not all fit, loading one unloads the others
-    (ExpertLoader loads the one that is called).
+    (ExpertLoader loads the one that is called). ``sound_shape``: as for run_with_framewise_denoiser.
     """
 
     def enter(index: int, denoisers: list) -> None:
         if index == len(guiders):
             body(denoisers)
             return
-        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call)
+        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape)
 
     enter(0, [])
 
@@ -295,10 +324,10 @@ class ExpertLoader:
         self.loads = 0
 
     def denoiser(self, index: int, denoiser: FramewiseDenoiser) -> Callable:
-        def call(x, sigmas, prompt=0):
+        def call(x, sigmas, prompt, frames):
             if index != self.loaded:
                 self._load(index)
-            return denoiser(x, sigmas, prompt)
+            return denoiser(x, sigmas, prompt, frames)
         return call
 
     def _load(self, index: int) -> None:

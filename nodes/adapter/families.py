@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import comfy.model_base as model_base
 import comfy.model_sampling
@@ -14,9 +15,11 @@ TIMESTEP_MATRIX = "timestep_matrix"  # the transformer accepts a [B, T] timestep
 FRAMES_AS_BATCH = "frames_as_batch"  # image-latent models: frames are batch rows with a sigma each
 # audio-video models whose latent packs both streams; their transformer takes per-row masks (MiniMax H3)
 PACKED_ROW_MASKS = "packed_row_masks"
+# audio-video models whose latent packs both streams; process_timestep takes a mask for each stream (LTX-2)
+PACKED_STREAM_MASKS = "packed_stream_masks"
 
 SUPPORTED_FAMILIES = (
-    "LTX-Video (LTXV), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
+    "LTX-Video (LTXV), LTX-2 (video with sound), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
     "and frames-as-batch models (SD1.5/SDXL with a motion module, SVD)"
 )
 
@@ -36,6 +39,7 @@ class Family:
     mechanism: str
     marks_clean_frames: bool = False  # the model's only concat input is a channel flagging given frames
     one_row_per_call: bool = False  # the transformer takes a batch of one (one window, no cond/uncond batching)
+    audio_time_dim: Optional[int] = None  # audio-video models: the time axis of the audio latent
 
 
 def model_family(model: model_base.BaseModel) -> Family:
@@ -48,7 +52,9 @@ def model_family(model: model_base.BaseModel) -> Family:
     if kind is model_base.CosmosPredict2:
         return Family("Cosmos Predict2", DENOISE_MASK, marks_clean_frames=model.image_to_video)
     if kind is model_base.MiniMaxH3:
-        return Family("MiniMax H3", PACKED_ROW_MASKS, one_row_per_call=True)
+        return Family("MiniMax H3", PACKED_ROW_MASKS, one_row_per_call=True, audio_time_dim=3)
+    if kind is model_base.LTXAV:
+        return Family("LTX-2", PACKED_STREAM_MASKS, audio_time_dim=2)
     if kind is model_base.WAN21:
         return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
     if model.latent_format.latent_dimensions == 2:

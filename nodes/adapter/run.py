@@ -22,8 +22,11 @@ from ..checkpoints import RunCheckpoints, RunSettings, digest, model_fingerprint
 from ..input_checks import check_finite_number, check_finite_tensor, latent_samples
 from ..progress import FrameProgress
 from .denoiser import ExpertLoader, PromptScheduleGuider, run_with_framewise_denoisers
-from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
+from ...samplers.streams import FramePacking
+from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, PACKED_STREAM_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 from .inputs import check_latent_channels, check_sigmas
+from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, packed_video
+from .sound import to_model_space as sound_to_model_space
 
 # the output LATENT of a run with checkpoints names its run, so Streaming Decode can continue its video
 RUN_KEY = "longvideo_run"
@@ -50,6 +53,9 @@ class ClipInput(NamedTuple):
     latent: dict
     name: str  # "context", "input": the latent's name in messages
     when_empty: str  # what to do when it holds only zeros
+    # the output-frame index the sampler gives the clip's first frame, from the clip's latent frames
+    # (an audio-video run starts its sound's timeline there); None where the latent is no clip to continue
+    first_frame: Optional[Callable[[int], int]] = None
 
 
 def sample_video(
@@ -83,21 +89,41 @@ def sample_video(
             f"k-Step Noise Search runs it; for these samplers use one of: {SUPPORTED_FAMILIES}."
         )
     check_boundaries(guidance.boundaries, sigmas)
-    samples = comfy.sample.fix_empty_latent_channels(
-        patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+    model, device = patcher.model, patcher.load_device
+    sound = None
+    if family.mechanism == PACKED_STREAM_MASKS:
+        _check_sound_options(family, anchor, checkpoints)
+        samples, latent_audio = audio_video_samples(latent, "latent")
+        timeline = SoundTimeline.of(model, guidance.guiders)
+        units_shape = (model.diffusion_model.num_audio_channels, model.diffusion_model.audio_frequency_bins)
+        # the latent's sound must fit its video at the conditioning's frame rate (made for another rate, it is refused)
+        fitted_sound(latent_audio, samples, timeline, units_shape, "latent")
+    else:
+        samples = comfy.sample.fix_empty_latent_channels(
+            patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     video = video_layout(samples, family)
-    check_latent_channels(video, patcher.model, family)
+    check_latent_channels(video, model, family)
     batch, channels, _, height, width = video.shape
     clip_video = None if clip is None else _clip_video(clip, family, video)
-    model, device = patcher.model, patcher.load_device
     reference = _reference(anchor, family, model, video, device)
     frames = layout.frames_per_call + reference_frames(reference)
     windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family, frames) else 1
     rows = windows_per_call * batch
     call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
+    frame_shape = (batch, channels, height, width)
+    model_clip = None if clip_video is None or family.mechanism == PACKED_STREAM_MASKS else to_model_space(model, clip_video.to(device))
+    sound_shape = None
+    if family.mechanism == PACKED_STREAM_MASKS:
+        stream = timeline.stream(units_shape, 0 if clip is None else clip.first_frame(clip_video.shape[2]))
+        packing = FramePacking(stream, (channels, height, width))
+        sound = SoundOutput(packing, timeline, batch, length)
+        sound_shape = (rows, units_shape[0], frames * stream.max_units, units_shape[1])
+        frame_shape = (batch, 1, 1, packing.frame_elements)
+        if clip is not None:
+            model_clip = packing.pack(*_clip_sound(clip, timeline, units_shape, model, clip_video, device), clip.first_frame(clip_video.shape[2]))
 
     output = torch.zeros(batch, channels, length, height, width)
-    progress = _ProgressReport(patcher)
+    progress = _ProgressReport(patcher, None if sound is None else sound.packing)
     recorder = None
     resumption = None
     if checkpoints is not None:
@@ -107,9 +133,9 @@ def sample_video(
     late = [_BoundInsideSampling() for _ in guidance.guiders]
     denoise = late[0] if len(late) == 1 else Experts(late, guidance.boundaries, guidance.switch_every)
     generated = sampler(
-        denoise, (batch, channels, height, width), sigmas,
+        denoise, frame_shape, sigmas,
         layout=layout, num_frames=length, space=noise_space(model),
-        clip=None if clip_video is None else to_model_space(model, clip_video.to(device)),
+        clip=model_clip,
         eta=eta, generator=torch.Generator().manual_seed(seed),
         prompt_of_frame=guidance.prompt_of_frame if resumption is None else resumption.prompt_of_frame,
         windows_per_call=windows_per_call, device=device,
@@ -121,13 +147,20 @@ def sample_video(
     def stream_into_output(framewise_denoisers):
         loader = ExpertLoader(list(guidance.guiders), call_shape)
         for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
+            if sound is not None:
+                framewise = PackedFramesDenoiser(framewise, sound.packing)
             proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
         for index, block in generated:
-            if index >= 0:
+            if index < 0:
+                continue
+            if sound is None:
                 output[:, :, index : index + block.shape[2]] = to_host_space(model, block).to(output)
+            else:
+                output[:, :, index : index + block.shape[2]] = sound.write(model, index, block).to(output)
 
     try:
-        run_with_framewise_denoisers(list(guidance.guiders), call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted)
+        run_with_framewise_denoisers(list(guidance.guiders), call_shape, sigmas, seed, stream_into_output,
+                                     comfy.model_management.throw_exception_if_processing_interrupted, sound_shape)
     except BaseException:
         if recorder is not None:
             recorder.stopped(output)
@@ -136,8 +169,24 @@ def sample_video(
     if recorder is not None:
         recorder.finished(output)
         out[RUN_KEY] = recorder.name
-    out["samples"] = host_layout(output, family)
+    out["samples"] = host_layout(output, family) if sound is None else sound.latent_samples(output)
     return out
+
+
+def _check_sound_options(family, anchor, checkpoints) -> None:
+    """What the samplers do not carry LTX-2's sound through yet."""
+    if checkpoints is not None:
+        raise ValueError(f"{family.name} makes video and sound together, and Checkpoints do not save the sound yet: disconnect the Checkpoints node.")
+    if anchor is not None and anchor.reference is not None:
+        raise ValueError(f"{family.name} makes video and sound together, and a reference latent has no sound: leave the Reference Anchor's "
+                         f"reference unconnected to anchor every window on the video's first frame.")
+
+
+def _clip_sound(clip: ClipInput, timeline: SoundTimeline, units_shape, model, clip_video: torch.Tensor, device):
+    """The clip's video and sound in model space, the sound fitted to the clip's video."""
+    given_video, audio = audio_video_samples(clip.latent, clip.name)
+    audio = fitted_sound(audio, given_video, timeline, units_shape, clip.name).expand(clip_video.shape[0], -1, -1, -1)
+    return sound_to_model_space(model, clip_video.to(device), audio.to(device))
 
 
 def _reference(anchor, family, model, video: torch.Tensor, device):
@@ -189,26 +238,30 @@ class _BoundInsideSampling:
 
     bound: Optional[Denoiser] = None
 
-    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int = 0) -> torch.Tensor:
-        return self.bound(x, sigmas, prompt)
+    def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
+        return self.bound(x, sigmas, prompt, frames)
 
 
 class _ProgressReport:
-    """The sampler's progress on ComfyUI's bar, previewing the last frame of what was finished."""
+    """The sampler's progress on ComfyUI's bar, previewing the last frame of what was finished (the video of packed frames)."""
 
-    def __init__(self, patcher):
-        self.patcher = patcher
+    def __init__(self, patcher, packing: Optional[FramePacking] = None):
+        self.patcher, self.packing = patcher, packing
         self.bar: Optional[FrameProgress] = None
 
     def __call__(self, progress: Progress) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()
         if self.bar is None:
             self.bar = FrameProgress(progress.iterations, self.patcher)
-        self.bar.update(progress.iteration, progress.finished)
+        finished = progress.finished
+        if finished is not None and self.packing is not None:
+            finished = packed_video(self.packing, finished)
+        self.bar.update(progress.iteration, finished)
 
 
 def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
-    clip_video = video_layout(latent_samples(clip.latent, clip.name), family)
+    samples = audio_video_samples(clip.latent, clip.name)[0] if family.mechanism == PACKED_STREAM_MASKS else latent_samples(clip.latent, clip.name)
+    clip_video = video_layout(samples, family)
     check_finite_tensor(clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
     if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:
         raise ValueError(

@@ -59,7 +59,7 @@ def tiny_models_dir(comfyui_dir, request, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_names() -> dict[str, str]:
-    """File name of each tiny model by role: ltxv_ckpt, wan21, wan21_i2v, wan22_5b, cosmos_predict2, wan21_vae, taew22, taew22_fading, clip_vision, open_clip, unsupported_video."""
+    """File name of each tiny model by role: ltxv_ckpt, ltx2_ckpt, wan21, wan21_i2v, wan22_5b, cosmos_predict2, wan21_vae, taew22, taew22_fading, clip_vision, open_clip, unsupported_video."""
     return dict(TINY_MODEL_FILES)
 
 

@@ -15,6 +15,11 @@ GUIDE_IMAGE = ("example.png", 832, 480)
 CONTEXT_CLIPS = {"pavdm_cosmos_predict2_2b_extend": ("clip_to_extend.mp4", 848, 480), "pavdm_wan22_5b_extend": ("clip_to_extend_1280x704.mp4", 1280, 704)}
 CONTEXT_FRAMES = 17  # 5 latent frames for Wan / Cosmos: more than one chunk of 4 to take the context from
 CHUNKS_VIDEO = ("chunks_to_join.mp4", 320, 192)
+# LTX-2 extends a clip with its sound; its latent is 32x smaller than the picture, and 24 fps makes frames
+# own 8 or 9 of its 25 audio latents per second
+SOUND_CLIP = ("clip_with_sound_to_extend.mp4", 768, 512)
+SOUND_CLIP_FRAMES, SOUND_CLIP_FPS = 25, 24  # 4 latent frames: 1 + 3 x 8
+SOUND_SAMPLE_RATE = 48000
 CHUNK_LENGTH, CHUNK_OVERLAP, CHUNKS = 81, 8, 2  # as stitch_chunks.json stitches them
 FPS = 16
 
@@ -39,17 +44,32 @@ def landscape(t: float, width: int, height: int) -> torch.Tensor:
     return frame.clamp(0, 1)
 
 
-def write_video(path: Path, frames, width: int, height: int) -> None:
+def waves_and_gulls(seconds: float, sample_rate: int = SOUND_SAMPLE_RATE) -> torch.Tensor:
+    """Stereo sound [2, samples] in -1..1 for the sunset: a low swell and two gull-like chirps."""
+    t = torch.arange(round(seconds * sample_rate)) / sample_rate
+    swell = 0.25 * torch.sin(2 * torch.pi * 110 * t) * (0.6 + 0.4 * torch.sin(2 * torch.pi * 0.7 * t))
+    chirp = 0.15 * torch.sin(2 * torch.pi * (900 + 600 * (t % 0.5)) * t) * (t % 0.5 < 0.12)
+    return torch.stack([swell + chirp, swell + 0.5 * chirp]).clamp(-1, 1)
+
+
+def write_video(path: Path, frames, width: int, height: int, fps: int = FPS, sound=None) -> None:
+    """An H.264 video, with ``sound`` ([channels, samples] at SOUND_SAMPLE_RATE) as an AAC track if given."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
+        stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "26"}
+        track = None if sound is None else container.add_stream("aac", rate=SOUND_SAMPLE_RATE, layout="stereo")
         for frame in frames:
             pixels = (frame * 255).round().to(torch.uint8).numpy()
             container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(stream.encode())
+        if track is not None:
+            samples = av.AudioFrame.from_ndarray(sound.to(torch.float32).contiguous().numpy(), format="fltp", layout="stereo")
+            samples.sample_rate = SOUND_SAMPLE_RATE
+            container.mux(track.encode(samples))
+            container.mux(track.encode())
 
 
 def write_example_inputs(folder: Path = PACK_INPUTS) -> None:
@@ -60,6 +80,9 @@ def write_example_inputs(folder: Path = PACK_INPUTS) -> None:
     Image.fromarray((landscape(0.0, width, height) * 255).round().to(torch.uint8).numpy()).save(folder / name, optimize=True)
     for name, width, height in CONTEXT_CLIPS.values():
         write_video(folder / name, (landscape(index / FPS, width, height) for index in range(CONTEXT_FRAMES)), width, height)
+    name, width, height = SOUND_CLIP
+    write_video(folder / name, (landscape(index / SOUND_CLIP_FPS, width, height) for index in range(SOUND_CLIP_FRAMES)), width, height,
+                SOUND_CLIP_FPS, waves_and_gulls(SOUND_CLIP_FRAMES / SOUND_CLIP_FPS))
     name, width, height = CHUNKS_VIDEO
     step = CHUNK_LENGTH - CHUNK_OVERLAP
     # every chunk after the first starts with the previous chunk's last frames, and its colours have drifted

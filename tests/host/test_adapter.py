@@ -26,7 +26,7 @@ def mixed_and_plain(host, names, family, levels):
 
     def body(denoise, sigmas):
         got["family"] = denoise.family.name
-        got["mixed"] = denoise(x, levels[None]).cpu()
+        got["mixed"] = denoise(x, levels[None], 0, torch.arange(x.shape[2])[None]).cpu()
         # a plain ComfyUI call (no per-frame machinery) on the whole clip at each frame's level
         plain = guider.model_options
         got["plain"] = [guider(x, level.reshape(1), model_options=plain, seed=0).cpu() for level in levels]
@@ -77,7 +77,7 @@ def network_view(host, names, family, levels):
     def body(denoise, sigmas):
         # added after the adapter's own wrapper, so it runs inside it and sees the final timestep
         patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
-        seen["x0"] = denoise(x, levels[None]).cpu()
+        seen["x0"] = denoise(x, levels[None], 0, torch.arange(x.shape[2])[None]).cpu()
         seen["model_sampling"] = denoise.model_sampling
 
     adapter.run_with_framewise_denoiser(guider, shape, torch.tensor([1.0, 0.0]), 0, body)

@@ -13,9 +13,9 @@ def calls_seen(monkeypatch) -> list:
     denoiser = pack_module("nodes.adapter.denoiser").FramewiseDenoiser
     seen, original = [], denoiser.__call__
 
-    def record(self, x, sigmas, prompt=0):
+    def record(self, x, sigmas, prompt, frames):
         seen.append((x.clone(), sigmas.clone()))
-        return original(self, x, sigmas, prompt)
+        return original(self, x, sigmas, prompt, frames)
 
     monkeypatch.setattr(denoiser, "__call__", record)
     return seen

@@ -90,11 +90,11 @@ def test_a_failed_call_saves_the_state_and_the_run_goes_on_from_it(comfy_inproce
     denoiser = pack_module("nodes.adapter.denoiser").FramewiseDenoiser
     calls, original = [], denoiser.__call__
 
-    def failing(self, x, sigmas, prompt=0):
+    def failing(self, x, sigmas, prompt, frames):
         calls.append(1)
         if len(calls) == 15:  # the first clip takes 8, then one call per iteration (its windows batched)
             raise RuntimeError("test model failure")
-        return original(self, x, sigmas, prompt)
+        return original(self, x, sigmas, prompt, frames)
 
     monkeypatch.setattr(denoiser, "__call__", failing)
     before = runs(comfy_inprocess)

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from example_inputs import CHUNK_LENGTH, CHUNK_OVERLAP, CHUNKS, CHUNKS_VIDEO, CONTEXT_CLIPS, CONTEXT_FRAMES, GUIDE_IMAGE, PACK_INPUTS
+from example_inputs import CHUNK_LENGTH, CHUNK_OVERLAP, CHUNKS, CHUNKS_VIDEO, CONTEXT_CLIPS, CONTEXT_FRAMES, GUIDE_IMAGE, PACK_INPUTS, SOUND_CLIP, SOUND_CLIP_FPS, SOUND_CLIP_FRAMES
 from pack_access import call_node
 from tiny_workflows import WORKFLOWS
 
@@ -30,7 +30,7 @@ def loaded_files() -> dict[str, set[str]]:
 def test_every_input_a_workflow_loads_is_shipped():
     shipped = {path.name for path in PACK_INPUTS.iterdir()}
     assert set(loaded_files()) <= shipped
-    assert shipped == {GUIDE_IMAGE[0], CHUNKS_VIDEO[0], *(name for name, _, _ in CONTEXT_CLIPS.values())}
+    assert shipped == {GUIDE_IMAGE[0], CHUNKS_VIDEO[0], SOUND_CLIP[0], *(name for name, _, _ in CONTEXT_CLIPS.values())}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,17 @@ def test_the_chunks_video_holds_the_chunks_the_stitching_example_expects(input_f
     stitcher = next(node["inputs"] for node in workflow("stitch_chunks").values() if node["class_type"] == "LongVideoChunkStitcher")
     assert (stitcher["chunk_length"], stitcher["overlap"]) == (CHUNK_LENGTH, CHUNK_OVERLAP)
     assert video_frames(input_folder, name) == (CHUNKS * CHUNK_LENGTH, (width, height))
+
+
+def test_the_clip_with_sound_loads_with_its_sound_and_fits_ltx2(input_folder):
+    name, width, height = SOUND_CLIP
+    assert video_frames(input_folder, name) == (SOUND_CLIP_FRAMES, (width, height))
+    video = call_node(input_folder, "LoadVideo", file=name)[0]
+    _, audio, fps = call_node(input_folder, "GetVideoComponents", video=video)[:3]
+    assert float(fps) == SOUND_CLIP_FPS
+    seconds = audio["waveform"].shape[-1] / audio["sample_rate"]
+    # AAC pads the track to whole frames of 1024 samples, and its encoder's delay
+    assert SOUND_CLIP_FRAMES / SOUND_CLIP_FPS <= seconds < SOUND_CLIP_FRAMES / SOUND_CLIP_FPS + 2048 / audio["sample_rate"]
+    assert audio["waveform"].abs().max() > 0.1
+    # LTX-2 works on multiples of 32 pixels and 1 + 8 n frames
+    assert width % 32 == 0 and height % 32 == 0 and (SOUND_CLIP_FRAMES - 1) % 8 == 0

@@ -34,7 +34,7 @@ def test_each_frame_takes_its_own_experts_prediction_at_its_own_level(comfy_inpr
 
     def body(denoisers):
         experts = experts_module.Experts(denoisers, [BOUNDARY])
-        got["by_expert"] = [experts(e, x, levels[None]).cpu() for e in (0, 1)]
+        got["by_expert"] = [experts(e, x, levels[None], 0, torch.arange(5)[None]).cpu() for e in (0, 1)]
         got["plain"] = [[guider(x, level.reshape(1), model_options=guider.model_options, seed=0).cpu() for level in levels] for guider in guiders]
         got["expert_of"] = experts.expert_of(levels).tolist()
 
@@ -137,7 +137,7 @@ def test_the_lora_slot_changes_the_expert(comfy_inprocess, tiny_model_names):
         patched = call_node(comfy_inprocess, "LoraLoaderModelOnly", model=model, lora_name=tiny_model_names["wan_lora_low"], strength_model=strength)[0]
         guider = pack_module("nodes.adapter").prompt_guider(patched, [fake_conditioning(comfy_inprocess, 1)], fake_conditioning(comfy_inprocess, 2), 1.0)
         got = []
-        pack_module("nodes.adapter").run_with_framewise_denoiser(guider, x.shape, torch.tensor([1.0, 0.0]), 0, lambda denoise, _s: got.append(denoise(x, torch.full((1, 3), 0.5)).cpu()))
+        pack_module("nodes.adapter").run_with_framewise_denoiser(guider, x.shape, torch.tensor([1.0, 0.0]), 0, lambda denoise, _s: got.append(denoise(x, torch.full((1, 3), 0.5), 0, torch.arange(3)[None]).cpu()))
         outputs.append(got[0])
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3
 

@@ -48,6 +48,8 @@ EXPECTED_FRAMES = {
     "pavdm_wan22_a14b_extend": 17,
     "kstep_wan22_a14b_i2v": 9 + 8,
     "kstep_minimax_h3": 5 + 4,  # H3 chunks of 5 frames
+    "pavdm_ltx2_extend": 33,
+    "fifo_ltx2_t2v_to_file": 33,
 }
 
 
@@ -70,7 +72,7 @@ def widget_errors(value, spec) -> list[str]:
     if api_to_ui.is_combo(spec):
         choices = api_to_ui.combo_choices(spec)
         return [] if value in choices else [f"{value!r} is not one of the server's choices {choices}"]
-    kind, options = spec[0], spec[1] if len(spec) > 1 else {}
+    kind, options = api_to_ui.widget_type(spec), spec[1] if len(spec) > 1 else {}
     expected = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[kind]
     if not isinstance(value, expected) or (kind != "BOOLEAN" and isinstance(value, bool)):
         return [f"{value!r} is not {kind}"]
@@ -211,3 +213,21 @@ def test_template_browser_lists_every_editor_workflow(workflow_server):
     for name in NAMES:
         with urllib.request.urlopen(f"{workflow_server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.json") as answer:
             assert json.load(answer) == load(UI_WORKFLOWS, name)
+
+
+@pytest.mark.parametrize("name", ["pavdm_ltx2_extend", "fifo_ltx2_t2v_to_file"])
+def test_ltx2_workflows_save_the_sound_with_the_video(workflow_server, tiny_model_names, name):
+    import av
+
+    entry = workflow_server.run_prompt(tiny_workflow(name, tiny_model_names, length=5))
+    [video] = [item for output in entry["outputs"].values() for item in output.get("images", [])]
+    with av.open(str(workflow_server.output_dir / video["subfolder"] / video["filename"])) as container:
+        [picture], [sound] = container.streams.video, container.streams.audio
+        frames = sum(1 for _ in container.decode(video=0))
+        fps = float(picture.average_rate)
+        container.seek(0)
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        seconds = samples / sound.sample_rate
+    assert frames == EXPECTED_FRAMES[name]
+    # the sound lasts as long as the picture, to within an audio codec frame (AAC: 1024 samples)
+    assert abs(seconds - frames / fps) <= 1024 / sound.sample_rate + 1 / fps, (seconds, frames / fps)

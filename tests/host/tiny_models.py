@@ -49,6 +49,60 @@ LTXV_VAE = {
 }
 
 
+# LTX-2 (ComfyUI's LTXAV): video and sound in one transformer. The loader takes every size from the
+# file's metadata; the audio latent is fixed at 8 channels x 16 frequency bins (128 per token) and the
+# video latent at 128 channels. caption_channels is the width of the text projection's output (the
+# connectors' input, 3840 in LTX-2), which the connectors keep: their heads x head_dim must equal it.
+LTX2_TRANSFORMER = {
+    "in_channels": 128,
+    "audio_in_channels": 128,
+    "num_layers": 1,
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 8,
+    "cross_attention_dim": 32,
+    "audio_cross_attention_dim": 16,
+    "caption_channels": 32,
+    "connector_num_attention_heads": 4,
+    "connector_attention_head_dim": 8,
+    "connector_num_layers": 1,
+    # as LTX-2's own config: the first latent frame is one pixel frame, positions at the middle of each
+    # token's span, and the audio-video cross-attention gates modulated by the full timestep
+    "causal_temporal_positioning": True,
+    "use_middle_indices_grid": True,
+    "av_ca_timestep_scale_multiplier": 1000.0,
+}
+# The audio VAE at LTX-2's own rates (16 kHz, hop 160, 4x latent downsampling: 25 latents per second,
+# 64 mel bins: 16 latent frequency bins), with few channels; its vocoder upsamples by the hop (160) so
+# the waveform comes out at 16 kHz, with few channels too.
+LTX2_AUDIO_VAE = {
+    "model": {"params": {
+        "sampling_rate": 16000,
+        "ddconfig": {
+            "double_z": True, "mel_bins": 64, "z_channels": 8, "resolution": 256, "downsample_time": False,
+            "in_channels": 2, "out_ch": 2, "ch": 8, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [],
+            "dropout": 0.0, "mid_block_add_attention": False, "norm_type": "pixel", "causality_axis": "height",
+        },
+    }},
+    "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160}},
+}
+LTX2_VOCODER = {
+    "resblock_kernel_sizes": [3],
+    "upsample_rates": [5, 4, 2, 2, 2],
+    "upsample_kernel_sizes": [10, 8, 4, 4, 4],
+    "resblock_dilation_sizes": [[1, 3, 5]],
+    "upsample_initial_channel": 32,
+    "stereo": True,
+    "resblock": "1",
+}
+# LTXAVTextEncoderLoader reads the text projection from the checkpoint; its input width is fixed by the
+# Gemma 3 12B it follows (3840 x 49 hidden states), its output is the transformer's caption_channels.
+GEMMA3_12B_HIDDEN_STATES = 3840 * 49
+LTX2_TEXT_PROJECTION = {"in_features": GEMMA3_12B_HIDDEN_STATES, "out_features": LTX2_TRANSFORMER["caption_channels"]}
+LTX2_CONFIG = {"transformer": LTX2_TRANSFORMER, "vae": LTXV_VAE, "audio_vae": LTX2_AUDIO_VAE, "vocoder": LTX2_VOCODER}
+
+
 def wan_transformer(in_out_channels: int, in_channels: int | None = None) -> dict:
     """``in_channels`` above the latent's: Wan 2.2 A14B I2V style, the encoded guide concatenated (no CLIP image embedding)."""
     # The loader derives num_heads as dim // 128, so dim must be a multiple of 128.
@@ -205,6 +259,28 @@ def _ltxv_vae() -> torch.nn.Module:
     return VideoVAE(config=LTXV_VAE)
 
 
+def _ltx2_transformer() -> torch.nn.Module:
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+    return LTXAVModel(**LTX2_TRANSFORMER, operations=_skip_init_ops())
+
+
+def _ltx2_audio_vae() -> torch.nn.Module:
+    from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
+    return AudioVAE(metadata={"config": LTX2_CONFIG})
+
+
+def _ltx2_audio_autoencoder() -> torch.nn.Module:
+    return _ltx2_audio_vae().autoencoder
+
+
+def _ltx2_vocoder() -> torch.nn.Module:
+    return _ltx2_audio_vae().vocoder
+
+
+def _ltx2_text_projection() -> torch.nn.Module:
+    return torch.nn.ModuleDict({"aggregate_embed": torch.nn.Linear(**LTX2_TEXT_PROJECTION, bias=False)})
+
+
 def _wan_transformer(in_out_channels: int, in_channels: int | None = None) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
         from comfy.ldm.wan.model import WanModel
@@ -317,6 +393,19 @@ TINY_MODELS = (
         ),
         # The loader guesses a full-size config from shapes; this metadata corrects it.
         metadata={"config": json.dumps({"transformer": LTXV_TRANSFORMER, "vae": LTXV_VAE})},
+    ),
+    # LTX-2 as Lightricks ships it: one checkpoint with the transformer, the video VAE, the audio VAE
+    # with its vocoder (LTXVAudioVAELoader) and the text projection (LTXAVTextEncoderLoader)
+    TinyModel(
+        role="ltx2_ckpt", folder="checkpoints", filename="tiny_ltx2_ckpt.safetensors", seed=20,
+        parts=(
+            Part(_ltx2_transformer, LTX2_TRANSFORMER, prefix="model.diffusion_model."),
+            Part(_ltxv_vae, LTXV_VAE, prefix="vae.", dtype=torch.float16),
+            Part(_ltx2_audio_autoencoder, LTX2_AUDIO_VAE, prefix="audio_vae."),
+            Part(_ltx2_vocoder, LTX2_VOCODER, prefix="vocoder."),
+            Part(_ltx2_text_projection, LTX2_TEXT_PROJECTION, prefix="text_embedding_projection.", dtype=torch.float16),
+        ),
+        metadata={"config": json.dumps(LTX2_CONFIG)},
     ),
     TinyModel(
         role="wan21", folder="diffusion_models", filename="tiny_wan21.safetensors", seed=2,
@@ -492,3 +581,11 @@ def _read_stamps(models_dir: Path) -> dict:
 
 def _write_stamps(models_dir: Path, stamps: dict) -> None:
     (models_dir / STAMP_FILE).write_text(json.dumps(stamps, indent=1, sort_keys=True))
+
+
+def ltx2_audio_vae(host):
+    """The tiny LTX-2 audio VAE (a ComfyUI VAE), loaded by LTXVAudioVAELoader from the tiny LTX-2 checkpoint.
+
+    ``host`` is an in-process ComfyUI whose models folder holds the tiny models (the comfy_inprocess fixture).
+    """
+    return host.node_class("LTXVAudioVAELoader").execute(ckpt_name=TINY_MODEL_FILES["ltx2_ckpt"]).result[0]

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from comfy_host import PACK_ROOT
-from tiny_models import TINY_MODELS
+from tiny_models import LTX2_TRANSFORMER, TINY_MODELS
 
 WORKFLOWS = PACK_ROOT / "workflows" / "api"
 TINY_FILE_ROLE = {
@@ -27,12 +27,17 @@ TINY_FILE_ROLE = {
     "minimax_h3_fl2va_pruned_int8_convrot.safetensors": "minimax_h3",
     "minimax_h3_video_vae_fp16.safetensors": "taeh3",
     "minimax_h3_audio_vae_fp32.safetensors": "minimax_h3_audio_vae",
+    "ltx-2-19b-dev-fp8.safetensors": "ltx2_ckpt",
 }
 # Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
 OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                          "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors")
+                          "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", "gemma_3_12B_it.safetensors")
 # width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL, MiniMax H3 Qwen3-VL-32B
 TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096, "minimax": 5120}
+# LTX-2's Gemma 3 12B (LTXAVTextEncoderLoader) has no tiny form either; its stand-in gives what LTX-2's
+# connectors hand the transformer, video and audio context side by side
+LTX2_TEXT_WIDTH = 2 * LTX2_TRANSFORMER["caption_channels"]
+TEXT_ENCODER_LOADERS = ("CLIPLoader", "LTXAVTextEncoderLoader")
 FILE_INPUTS = ("unet_name", "vae_name", "ckpt_name", "checkpoint", "lora_name")
 TEST_SIZES = {"width": 64, "height": 64}
 TEST_SEARCH = {**TEST_SIZES, "chunk_length": 9, "chunks": 2, "candidates": 2, "preview_steps": 2, "steps": 3}
@@ -60,7 +65,8 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
     progressive = "LongVideoProgressiveARSampler" in kinds
     # a queue of window x partitions frames (one partition without Latent Partition), g of them per level
     queue_levels = window * (partitions if "LongVideoLatentPartition" in kinds else 1) // (FRAMES_PER_LEVEL if "LongVideoFewStepQueue" in kinds else 1)
-    text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] for node_id, node in prompt.items() if node["class_type"] == "CLIPLoader"}
+    text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] if node["class_type"] == "CLIPLoader" else LTX2_TEXT_WIDTH
+                  for node_id, node in prompt.items() if node["class_type"] in TEXT_ENCODER_LOADERS}
     minimax_h3 = any(node["class_type"] == "CLIPLoader" and node["inputs"]["type"] == "minimax" for node in prompt.values())
     for node_id, node in list(prompt.items()):
         inputs = node["inputs"]
@@ -68,7 +74,7 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
             if key in inputs:
                 inputs[key] = names[TINY_FILE_ROLE[inputs[key]]]
         kind = node["class_type"]
-        if kind == "CLIPLoader":
+        if kind in TEXT_ENCODER_LOADERS:
             del prompt[node_id]
         elif kind == "CLIPTextEncode":
             width = text_width[inputs["clip"][0]]

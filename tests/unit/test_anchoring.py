@@ -27,9 +27,8 @@ class GivenFrame:
     def __init__(self, process: GaussianVideo, reference: torch.Tensor):
         self.process, self.reference = process, reference.double()
 
-    def denoise(self, x, sigmas, prompt=0):
-        frames = x.shape[2]
-        k = self.process.correlation(frames + 1)
+    def denoise(self, x, sigmas, prompt, frames):
+        k = self.process.correlation(x.shape[2] + 1)
         mean = self.process.prompt_means[prompt]
         # condition on the clean frame 0: mean and covariance of the window frames 1..F
         gain_r = k[1:, :1] / k[0, 0]
@@ -45,9 +44,9 @@ class GivenFrame:
 
 
 def recorded(denoise, calls):
-    def record(x, sigmas, prompt=0):
+    def record(x, sigmas, prompt, frames):
         calls.append((x.clone(), sigmas.clone()))
-        return denoise(x, sigmas, prompt)
+        return denoise(x, sigmas, prompt, frames)
     return record
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gaussian_video import GaussianVideo
+from gaussian_video import GaussianVideo, frames_from_zero
 from samplers.diagonal_queue import QueueLayout, Window, generate, initial_queue
 from samplers.frame_levels import NoiseSpace, fresh_noise
 
@@ -103,7 +103,7 @@ def test_initial_queue_renoises_the_clip_to_the_diagonal_levels():
 
 def plain_frame_sampling(process, x, sigmas):
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        denoised = process.denoise(x, s.expand(x.shape[0], x.shape[2]))
+        denoised = process.denoise(x, s.expand(x.shape[0], x.shape[2]), 0, frames_from_zero(x))
         x = x + (s_next - s) * (x - denoised) / s
     return x
 
@@ -117,11 +117,11 @@ def test_frame_independent_model_gives_plain_sampling_of_every_new_frame(name):
     sigmas = flow_sigmas(layout.levels)
     tail_states = []
 
-    def recording_denoise(x, levels, prompt):
-        for row, frames in enumerate(levels):
-            if frames[-1] == sigmas[0]:
+    def recording_denoise(x, levels, prompt, frames):
+        for row, row_levels in enumerate(levels):
+            if row_levels[-1] == sigmas[0]:
                 tail_states.append(x[row : row + 1, :, -1:].clone())
-        return process.denoise(x, levels, prompt)
+        return process.denoise(x, levels, prompt, frames)
 
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
     frames = dict(continue_clip(recording_denoise, clip, sigmas, layout, 20, torch.Generator().manual_seed(2)))
@@ -148,7 +148,7 @@ def reference_fifo(process, queue, sigmas, f, n, lookahead, iterations, tails, g
             start = r * f // 2 if lookahead else r * f
             window = torch.stack(snapshot[start : start + f], dim=2)
             lv = torch.tensor(level[start : start + f]).unsqueeze(0)
-            denoised = process.denoise(window, lv)
+            denoised = process.denoise(window, lv, 0, frames_from_zero(window))
             first_written = start + f // 2 if lookahead else start
             for q in range(first_written, start + f):
                 s, s_next = level[q], level_next[q]
@@ -253,9 +253,9 @@ def test_prompt_changes_travel_down_the_queue():
     boundary = 10
     seen = []
 
-    def denoise(x, levels, prompt):
+    def denoise(x, levels, prompt, frames):
         seen.append((levels.clone(), prompt))
-        return process.denoise(x, levels, prompt)
+        return process.denoise(x, levels, prompt, frames)
 
     gen = torch.Generator().manual_seed(0)
     clip = process.sample(1, 4, gen)

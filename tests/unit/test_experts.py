@@ -29,9 +29,9 @@ def flow_sigmas(levels):
 def routed(high, low, boundary=BOUNDARY):
     """Both experts on the whole window, each frame taking its own level's prediction."""
 
-    def denoise(x, levels, prompt=0):
+    def denoise(x, levels, prompt, frames):
         frame_is_high = (levels >= boundary)[:, None, :, None, None]
-        return torch.where(frame_is_high, high.denoise(x, levels, prompt), low.denoise(x, levels, prompt))
+        return torch.where(frame_is_high, high.denoise(x, levels, prompt, frames), low.denoise(x, levels, prompt, frames))
 
     return denoise
 

@@ -44,11 +44,11 @@ def test_frame_independent_model_gives_plain_few_step_sampling_of_every_new_fram
     sigmas = flow_sigmas(layout.levels)
     tail_states = []
 
-    def recording_denoise(x, levels, prompt):
-        for row, frames in enumerate(levels):
-            fresh = (frames == sigmas[0]).nonzero().flatten()
+    def recording_denoise(x, levels, prompt, frames):
+        for row, row_levels in enumerate(levels):
+            fresh = (row_levels == sigmas[0]).nonzero().flatten()
             tail_states.extend(x[row : row + 1, :, int(k) : int(k) + 1].clone() for k in fresh)
-        return process.denoise(x, levels, prompt)
+        return process.denoise(x, levels, prompt, frames)
 
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
     out = {}
@@ -120,7 +120,7 @@ def test_the_layout_counts_the_calls_a_few_step_run_makes(name, length):
     layout = LAYOUTS[name]
     calls = []
 
-    def denoise(x, levels, prompt):
+    def denoise(x, levels, prompt, frames):
         calls.append(x.shape[0])
         return torch.zeros_like(x)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gaussian_video import GaussianVideo
+from gaussian_video import GaussianVideo, frames_from_zero
 from samplers.frame_levels import NoiseSpace, add_noise, fresh_noise, sample_clip, step
 
 SPACES = [NoiseSpace.RECTIFIED_FLOW, NoiseSpace.VARIANCE_EXPLODING]
@@ -24,7 +24,7 @@ def test_equal_levels_reduce_to_plain_euler_sampling_of_a_clip(space):
 
     x = noise * sigmas[0]
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        denoised = process.denoise(x, s.expand(2, 5))
+        denoised = process.denoise(x, s.expand(2, 5), 0, frames_from_zero(x))
         x = x + (s_next - s) * (x - denoised) / s
     torch.testing.assert_close(ours, x, rtol=0, atol=1e-5)
 

@@ -56,7 +56,7 @@ def test_run_calls_count_what_the_sampler_runs(layout, length):
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / layout.levels, layout.levels), torch.zeros(1)])
     calls = []
 
-    def denoise(x, levels, prompt):
+    def denoise(x, levels, prompt, frames):
         calls.append(x.shape[0])
         return torch.zeros_like(x)
 
@@ -114,7 +114,7 @@ def test_run_calls_count_what_the_window_sampler_runs():
     layout, steps, length = ChunkLayout(3, 2), 8, 10
     calls = []
 
-    def denoise(x, levels, prompt):
+    def denoise(x, levels, prompt, frames):
         calls.append(1)
         return torch.zeros_like(x)
 
@@ -155,9 +155,9 @@ def recorded_experts(boundary=BOUNDARY):
     high, low = GaussianVideo(FLOW, rho=0.9), GaussianVideo(FLOW, rho=0.3, prompt_means=(1.0,))
 
     def logged(expert, process):
-        def denoise(x, levels, prompt=0):
+        def denoise(x, levels, prompt, frames):
             log.append((expert, levels.clone()))
-            return process.denoise(x, levels, prompt)
+            return process.denoise(x, levels, prompt, frames)
 
         return denoise
 
@@ -171,10 +171,10 @@ def routed_as_drawn(summary, sigmas):
     steps = len(sigmas) - 1
     expert_of_level = {float(sigmas[steps - left]): e for left, e in zip(summary["steps_left"], summary["expert"]) if e >= 0}
 
-    def denoise(x, levels, prompt=0):
+    def denoise(x, levels, prompt, frames):
         drawn = torch.tensor([[expert_of_level.get(float(level), -1) for level in row] for row in levels])
         assert bool((drawn[levels > 0] >= 0).all()), "a noisy frame at a level the drawing does not show"
-        return torch.where((drawn == 0)[:, None, :, None, None], high.denoise(x, levels, prompt), low.denoise(x, levels, prompt))
+        return torch.where((drawn == 0)[:, None, :, None, None], high.denoise(x, levels, prompt, frames), low.denoise(x, levels, prompt, frames))
 
     return denoise
 

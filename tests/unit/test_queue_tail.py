@@ -65,7 +65,7 @@ def sampler_windows(layout: QueueLayout) -> tuple[list, int]:
     """(in flight, front, windows) of every iteration of a run of FRAMES frames, and its warm-up frames."""
     recording = RecordingLayout(layout.window, layout.partitions, layout.lookahead)
     clip = torch.zeros(1, 1, layout.window, 1, 1)
-    list(generate(lambda x, levels, prompt: torch.zeros_like(x), (1, 1, 1, 1), sigmas(layout.levels), layout=recording, num_frames=FRAMES,
+    list(generate(lambda x, levels, prompt, frames: torch.zeros_like(x), (1, 1, 1, 1), sigmas(layout.levels), layout=recording, num_frames=FRAMES,
                   space=NoiseSpace.RECTIFIED_FLOW, clip=clip))
     return recording.iterations_seen, layout.warmup_frames(layout.window)
 

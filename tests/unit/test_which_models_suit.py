@@ -27,10 +27,10 @@ class OneLevelModel:
     def __init__(self, process: GaussianVideo):
         self.process = process
 
-    def denoise(self, x, sigmas, prompt=0):
+    def denoise(self, x, sigmas, prompt, frames):
         out = torch.empty_like(x)
         for i in range(x.shape[2]):
-            out[:, :, i] = self.process.denoise(x, sigmas[:, i : i + 1].expand_as(sigmas), prompt)[:, :, i]
+            out[:, :, i] = self.process.denoise(x, sigmas[:, i : i + 1].expand_as(sigmas), prompt, frames)[:, :, i]
         return out
 
 
