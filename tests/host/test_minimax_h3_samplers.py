@@ -219,3 +219,23 @@ def test_a_clip_whose_sound_outlasts_its_encoded_frames_is_refused_with_what_to_
     with pytest.raises(AssertionError, match=r"The context input's sound is 42 audio latents long, but its 7 latent frames \(22 frames\) last 37 audio "
                                              r"latents at MiniMax H3's 24 fps .* Encode a clip of 5 \+ 17 n frames at 24 fps with its own sound"):
         run(host, prompt)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_reference_anchor_on_the_videos_first_frame_shows_it_with_its_sound(comfy_inprocess, sampler):
+    host = comfy_inprocess
+    plain = run(host, h3_prompt(sampler))
+    prompt = h3_prompt(sampler, anchor=["40", 0])
+    prompt["40"] = {"class_type": "LongVideoReferenceAnchor", "inputs": {}}
+    anchored = run(host, prompt)
+    assert anchored["audio"].shape == plain["audio"].shape and anchored["audio"].isfinite().all()
+    # the first frame in front of every window moves the later frames
+    assert (anchored["video"][:, :, -1] - plain["video"][:, :, -1]).abs().max() > 1e-5
+
+
+def test_checkpoints_stop_with_h3s_sound_until_they_carry_it(comfy_inprocess):
+    checkpoints = pack_module("nodes.checkpoints")
+    prompt = h3_prompt(PROGRESSIVE, checkpoints=["41", 0])
+    prompt["41"] = {"class_type": "LongVideoCheckpoints", "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL}}
+    with pytest.raises(AssertionError, match="MiniMax H3 makes video and sound together, and Checkpoints do not save the sound yet"):
+        run(comfy_inprocess, prompt)
