@@ -50,7 +50,7 @@ class PromptScheduleGuider(comfy.samplers.CFGGuider):
         conds = {f"positive_{i}": positive for i, positive in enumerate(positives)}
         self.inner_set_conds({"negative": negative, **conds})
 
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
+    def predict_noise(self, x, timestep, model_options=None, seed=None):  # ComfyUI always passes model_options
         return comfy.samplers.sampling_function(
             self.inner_model,
             x,
@@ -93,6 +93,9 @@ class FramewiseDenoiser:
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._use_timestep_matrix, model_options, is_model_options=True
             )
         elif self.family.mechanism == PACKED_ROW_MASKS:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._call_stream_shapes, model_options, is_model_options=True
+            )
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
             )
@@ -156,7 +159,7 @@ class FramewiseDenoiser:
         # ComfyUI stacks cond and uncond copies of the batch one after the other
         return ratio.repeat(rows // ratio.shape[0], 1)
 
-    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
         ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
         frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
         kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
@@ -224,7 +227,12 @@ class FramewiseDenoiser:
         kwargs["latent_shapes"] = [torch.Size(video_shape), torch.Size(audio_shape)]
         return executor(x, t, *args, **kwargs)
 
-    def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
+    def _call_stream_shapes(self, executor, x, t, *args, **kwargs):
+        """H3 unpacks its latent by the shapes the conditioning holds, the planned call's: give it this call's."""
+        kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
+        return executor(x, t, *args, **kwargs)
+
+    def _h3_row_levels(self, executor, x, timestep, context, transformer_options, **kwargs):
         """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
         from comfy.ldm.minimax.model import time_shift_sigma
 
