@@ -56,14 +56,13 @@ def _memblock_reach(decoder) -> float:
     return reach
 
 
-def h3_context_groups(vae) -> int | None:
-    """Groups before a group that MiniMax H3's video VAE looks at when it decodes it; None for other VAEs.
+def h3_context_groups(model) -> int | None:
+    """Groups before a group that MiniMax H3's video VAE (``vae.first_stage_model``) looks at when it decodes it; None for other VAEs.
 
     The H3 VAE decodes chunks of a group and the next 2 latent frames, non-causally, and blends each
     chunk's first frames with the previous chunk's last; the taeh3 decoder is causal, with a
     receptive field of some latent frames (_memblock_reach).
     """
-    model = vae.first_stage_model
     if isinstance(model, MiniMaxH3VideoVAE):
         return 1 if model.token_overlap else 0
     if isinstance(model, TAEHV) and model.is_h3:
@@ -83,7 +82,7 @@ def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int, first_fr
     decoded. The latent must suit the VAE (check_latent_for_vae).
     """
     compression = vae.temporal_compression_decode()
-    context = h3_context_groups(vae)
+    context = h3_context_groups(vae.first_stage_model)
     progress = comfy.utils.ProgressBar(_tile_count(samples, tile, overlap, vae, first_frame))
 
     def decode(latent):
@@ -125,7 +124,7 @@ def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
     channels = getattr(vae, "latent_channels", None)
     if channels is not None and samples.shape[1] != channels:
         raise ValueError(f"The latent has {samples.shape[1]} channels, but this VAE decodes {channels}-channel latents: connect the VAE of the model that made the latent.")
-    if h3_context_groups(vae) is not None:
+    if h3_context_groups(vae.first_stage_model) is not None:
         length = samples.shape[2]
         if length != 1 and (length - H3_TAIL) % H3_GROUP:
             shorter = max(H3_TAIL, length - (length - H3_TAIL) % H3_GROUP)
@@ -166,7 +165,7 @@ def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, a
         raise ValueError("audio_vae is connected, but the LATENT has no sound: connect an audio-video LATENT (from the sampler, "
                          "or LTXV Concat AV Latent), or disconnect audio_vae to write the video alone.")
     model = getattr(audio_vae, "first_stage_model", None)
-    h3_video = h3_context_groups(vae) is not None
+    h3_video = h3_context_groups(vae.first_stage_model) is not None
     if isinstance(model, MiniMaxH3AudioVAE) and not h3_video:
         raise ValueError("The audio_vae is MiniMax H3's audio VAE, but the vae is not MiniMax H3's video VAE: connect the video VAE and "
                          "the audio VAE of the model that made the LATENT.")
@@ -410,7 +409,7 @@ def decoded_length(samples: torch.Tensor, vae) -> int:
     if samples.ndim == 4:
         return samples.shape[0]
     length = samples.shape[2]
-    if h3_context_groups(vae) is not None:
+    if h3_context_groups(vae.first_stage_model) is not None:
         # 5 n + 2 latent frames (check_latent_for_vae), or 1
         return samples.shape[0] * (1 if length == 1 else H3_GROUP_FRAMES * (length // H3_GROUP) + sum(FRAME_PER_TOKEN[:H3_TAIL]))
     return samples.shape[0] * (vae.temporal_compression_decode() * (length - 1) + 1)
@@ -422,7 +421,7 @@ def _tile_count(samples, tile, overlap, vae, first_frame) -> int:
     frames_per_video = decoded_length(samples[:1], vae)
 
     def tiles(skip):
-        if h3_context_groups(vae) is None:
+        if h3_context_groups(vae.first_stage_model) is None:
             return tiles_from(samples.shape[2], tile, overlap, vae.temporal_compression_decode(), skip)
         return group_tiles_from(samples.shape[2], H3_GROUP, H3_GROUP_FRAMES, H3_TAIL, _h3_tile_groups(tile), skip)
 

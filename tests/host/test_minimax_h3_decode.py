@@ -52,3 +52,86 @@ def test_tiles_of_whole_groups_give_the_frames_of_vae_decode(comfy_inprocess, ti
     difference = (ours - own).abs().max().item()
     print(f"{frames} latent frames, tiles of {tile}: {len(own)} frames, max difference {difference:.3g}")
     assert difference <= EXACT
+
+
+def small_h3_video_vae():
+    """ComfyUI's MiniMax H3 video VAE with its 2.4 B-parameter decoder transformer swapped for one of two
+    small layers (random weights): its own chunked temporal decode, at a size a test can run."""
+    import comfy.ops
+    from comfy.ldm.minimax import vae
+
+    generator = torch.Generator().manual_seed(3)
+    with torch.device("meta"):
+        model = vae.MiniMaxH3VideoVAE()
+    model.decoder = vae.ViT3DDecoder(patch_size=model.vae_ratio, patch_size_t=model.vae_ratio_t, num_layers=2, heads=2, dim_head=32,
+                                     operations=comfy.ops.manual_cast)
+    model.post_quant_conv = comfy.ops.manual_cast.Conv3d(24, 24, 1)
+    for part in (model.decoder, model.post_quant_conv):
+        for parameter in part.parameters():
+            parameter.data = torch.randn(parameter.shape, generator=generator) * 0.1
+    model.latents_mean, model.latents_std = torch.tensor(vae.LATENTS_MEAN), torch.tensor(vae.LATENTS_STD)
+    model.pixel_mean = torch.tensor(vae.IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+    model.pixel_std = torch.tensor(vae.IMAGENET_STD).view(1, 3, 1, 1, 1)
+    return model
+
+
+@pytest.mark.parametrize("frames", [7, 12, 22])
+@pytest.mark.parametrize("tile_groups", [1, 2])
+def test_the_h3_vaes_chunks_decoded_with_one_group_before_give_its_whole_decode(comfy_inprocess, frames, tile_groups):
+    """The real H3 VAE decodes chunks of a group and 2 latent frames more and blends each chunk's first frames with
+    the chunk before: a tile needs one group before it. (Too large for the test machine at full size: its decode
+    code with a small decoder.)"""
+    model = small_h3_video_vae()
+    context = streaming().h3_context_groups(model)
+    assert context == 1
+
+    def decode(latent):
+        # as VAE.decode calls it: into a buffer of the shape the model gives
+        return model.decode(latent, output_buffer=torch.empty(model.decode_output_shape(latent.shape)))[0].movedim(0, 1)
+
+    latent = random_latent(frames, seed=frames)
+    with torch.inference_mode():
+        whole = decode(latent)
+        ours = torch.cat(list(pack_module("samplers.chunk_stitching").group_frames_decode(
+            decode, latent[0], streaming().H3_GROUP, streaming().H3_GROUP_FRAMES, streaming().H3_TAIL, context, tile_groups)))
+    assert ours.shape == whole.shape
+    difference = (ours - whole).abs().max().item()
+    print(f"H3 VAE, {frames} latent frames, tiles of {tile_groups} groups: {len(whole)} frames, max difference {difference:.3g}")
+    assert difference <= EXACT
+
+
+def random_sound(audio_vae, frames, seed=0, videos=1):
+    """An audio latent as long as ``frames`` video frames at 24 fps, as EmptyMiniMaxH3LatentAV counts it."""
+    length = round(frames / FPS * audio_vae.first_stage_model.latents_per_second)
+    return torch.randn(videos, 32, 2, length, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.inference_mode()
+def streamed_track(audio_vae, sound, frames, blocks):
+    """(The waveform H3SoundTrack gives when the video arrives in blocks of ``blocks`` frames, the samples where its pieces join)."""
+    track = streaming().H3SoundTrack(audio_vae, sound, frames, FPS)
+    pieces, written = [], 0
+    for block in blocks:
+        written += block
+        pieces.extend(track.until(written))
+    return torch.cat(pieces, dim=1), [sum(piece.shape[1] for piece in pieces[:k]) for k in range(1, len(pieces))]
+
+
+@torch.inference_mode()
+def decode_audio(host, audio_vae, sound):
+    """ComfyUI's own VAE Decode Audio of the whole audio latent, ``[channels, samples]``."""
+    return call_node(host, "VAEDecodeAudio", samples={"samples": sound}, vae=audio_vae)[0]["waveform"][0]
+
+
+def test_the_sound_decoded_in_pieces_is_vae_decode_audios_waveform(comfy_inprocess, tiny_model_names):
+    audio_vae = h3_audio_vae(comfy_inprocess, tiny_model_names)
+    frames = 39  # 12 latent frames
+    sound = random_sound(audio_vae, frames)
+    own = decode_audio(comfy_inprocess, audio_vae, sound)
+    ours, seams = streamed_track(audio_vae, sound, frames, [17, 17, 5])
+    track = streaming().H3SoundTrack(audio_vae, sound, frames, FPS)
+    print(f"context {track.context} audio latent frames, pieces joined at {seams}, own {own.shape}, scale {track._scale(0)}, "
+          f"peak {own.abs().max().item():.3g}, max difference {(ours - own[:, :ours.shape[1]]).abs().max().item():.3g}")
+    assert ours.shape == (2, round(frames / FPS * 32000))
+    assert seams
+    torch.testing.assert_close(ours, own[:, : ours.shape[1]], rtol=0, atol=EXACT * own.abs().max().item())
