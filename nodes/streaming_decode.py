@@ -438,8 +438,9 @@ class DecodeToVideoFile(io.ComfyNode):
             category=CATEGORY,
             description="Decodes a video latent in overlapping temporal tiles with the VAE and writes the frames to an mp4 or "
             "webm file in the output folder as they are decoded, so memory does not grow with the length. The tile seams "
-            "are crossfaded. With LTX-2's audio VAE, an audio-video LATENT's sound is decoded piece by piece alongside and written "
-            "as the file's sound track, seamlessly. If the run is cancelled or fails, the frames written so far stay a playable video.",
+            "are crossfaded; MiniMax H3's are cut at its 17-frame groups, each decoded with the groups before it that its VAE looks at, "
+            "so the frames are VAE Decode's. With LTX-2's or MiniMax H3's audio VAE, an audio-video LATENT's sound is decoded piece by "
+            "piece alongside and written as the file's sound track, seamlessly. If the run is cancelled or fails, the frames written so far stay a playable video.",
             inputs=[
                 io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."),
                 io.Vae.Input("vae", tooltip="The VAE of the video model (Wan, LTX-Video, ...); its temporal compression sets how tiles line up."),
@@ -447,10 +448,10 @@ class DecodeToVideoFile(io.ComfyNode):
                 io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Folder inside the output folder and the start of the file name; a counter and the extension are added. %width%, %height%, %year%, %month%, %day%, %hour%, %minute% and %second% are filled in when the file is written; %date:...% and %Node.widget% only by the editor when it queues the prompt."),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4", tooltip="mp4: H.264. webm: VP9. Both yuv420p, which browsers and players show."),
                 io.Int.Input("crf", default=19, min=0, max=VP9_MAX_CRF, tooltip="Constant quality: lower is better and larger. H.264 takes 0-51 (19 is nearly lossless to the eye), VP9 0-63."),
-                io.Int.Input("tile_frames", default=16, min=1, max=4096, tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory."),
-                io.Int.Input("tile_overlap", default=2, min=0, max=2048, tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames."),
+                io.Int.Input("tile_frames", default=16, min=1, max=4096, tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames; MiniMax H3: whole groups of 5 latent frames = 17 frames, each tile decoded with the groups before it that its VAE looks at). Lower it if the VAE runs out of memory."),
+                io.Int.Input("tile_overlap", default=2, min=0, max=2048, tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames. MiniMax H3 does not use it: its tiles share what its VAE needs and join without a crossfade."),
                 io.Boolean.Input("continue_video", default=True, optional=True, tooltip="For a latent from a sampler with Checkpoints: if this folder holds the video of the same run from a try that stopped part-way (same format, crf, fps and tiles), the frames it lacks are decoded and appended to it, not the whole video again; a finished one is output as it is. A part-way video with sound cannot be continued (the node says so): turn this off to write it anew. Off: always a new file."),
-                io.Vae.Input("audio_vae", optional=True, tooltip="LTX-2's audio VAE (Load LTXV Audio VAE), for an audio-video LATENT: its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length. Leave empty for a video-only LATENT."),
+                io.Vae.Input("audio_vae", optional=True, tooltip="The audio VAE of an audio-video LATENT: LTX-2's (Load LTXV Audio VAE) or MiniMax H3's (Load VAE). Its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length; MiniMax H3's as VAE Decode Audio gives it, loudness normalisation included (its sound is decoded twice for that). Leave empty for a video-only LATENT."),
             ],
             outputs=[io.Video.Output(tooltip="The written file as a VIDEO: Save Video copies it elsewhere, Get Video Components reads it back.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],

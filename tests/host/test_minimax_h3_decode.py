@@ -164,3 +164,66 @@ def test_the_sound_decoded_in_pieces_is_vae_decode_audios_waveform(comfy_inproce
     # the waveform outlasts the video by a part of an audio latent frame (round(22 x 40 / 24) latents of 800 samples)
     assert own.shape[1] - ours.shape[1] < 800
     assert difference <= EXACT * own.abs().max().item()
+
+
+def decode_to_file(host, samples, vae, audio_vae=None, **changes):
+    inputs = dict(samples=samples, vae=vae, fps=FPS, filename_prefix="longvideo/h3", format="mp4", crf=19, tile_frames=5,
+                  tile_overlap=2, continue_video=False, audio_vae=audio_vae)
+    return call_node(host, "LongVideoDecodeToVideoFile", **{**inputs, **changes})[0]
+
+
+def av_latent(video, sound):
+    import comfy.nested_tensor
+
+    return {"samples": comfy.nested_tensor.NestedTensor((video, sound))}
+
+
+def test_the_streamed_h3_example_writes_its_sound_as_long_as_the_video(comfy_inprocess, tiny_model_names, loud_audio_vae):
+    """fifo_minimax_h3_to_file on the tiny models: the Diagonal Queue's H3 latent of 12 latent frames, tiles of one group."""
+    prompt = tiny_workflow("fifo_minimax_h3_to_file", tiny_model_names, length=12)
+    decode = next(node_id for node_id, node in prompt.items() if node["class_type"] == "LongVideoDecodeToVideoFile")
+    prompt[decode]["inputs"]["tile_frames"] = 5
+    prompt[prompt[decode]["inputs"]["audio_vae"][0]]["inputs"]["vae_name"] = LOUD_AUDIO_VAE
+    comfy_inprocess.clear_cache()
+    path = saved_file(comfy_inprocess.output_dir, comfy_inprocess.run_prompt(prompt), decode)
+    with av.open(str(path)) as container:
+        [picture], [track] = container.streams.video, container.streams.audio
+        frames = sum(1 for _ in container.decode(video=0))
+        container.seek(0)
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        assert (picture.average_rate, track.sample_rate, track.channels) == (FPS, 32000, 2)
+    assert frames == 39  # 12 latent frames: 17 + 17 + 5
+    # the sound lasts as long as the picture, to within an AAC frame (1024 samples)
+    assert abs(samples / 32000 - frames / FPS) <= 1024 / 32000, (samples, frames)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no audio_vae", "no audio_vae is connected"),
+    ("no sound", "the LATENT has no sound"),
+    ("other video vae", "the vae is not MiniMax H3's video VAE"),
+    ("other audio vae", "the audio_vae is not MiniMax H3's audio VAE"),
+    ("short sound", "which MiniMax H3 pairs with 37 audio latent frames"),
+    ("other fps", "Set fps to 24"),
+    ("off the grid", "set the sampler's length to 7 or 12"),
+])
+def test_what_cannot_be_written_is_refused_with_what_to_do(comfy_inprocess, tiny_model_names, case, message):
+    host, names = comfy_inprocess, tiny_model_names
+    vae, audio_vae = taeh3(host, names), h3_audio_vae(host, names)
+    video, sound = random_latent(7), random_sound(audio_vae, 22)
+    inputs = {"samples": av_latent(video, sound), "vae": vae, "audio_vae": audio_vae}
+    if case == "no audio_vae":
+        inputs["audio_vae"] = None
+    elif case == "no sound":
+        inputs["samples"] = {"samples": video}
+    elif case == "other video vae":
+        inputs.update(vae=call_node(host, "VAELoader", vae_name=names["taew22"])[0], samples=av_latent(torch.randn(1, 48, 2, 2, 2), sound))
+    elif case == "other audio vae":
+        inputs["audio_vae"] = call_node(host, "LTXVAudioVAELoader", ckpt_name=names["ltx2_ckpt"])[0]
+    elif case == "short sound":
+        inputs["samples"] = av_latent(video, sound[..., :-1])
+    elif case == "other fps":
+        inputs["fps"] = 25.0
+    else:
+        inputs["samples"] = av_latent(random_latent(9), sound)
+    with pytest.raises(ValueError, match=message):
+        decode_to_file(host, **inputs)
