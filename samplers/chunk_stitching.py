@@ -8,7 +8,9 @@ n chunks of lengths l_i give exactly sum(l_i) - overlap x (n - 1) frames.
 
 The same joining puts temporal decode tiles back together: a tile of n latent frames decodes to
 c x (n - 1) + 1 frames for a VAE with temporal compression c (Wan 4, LTX-Video 8), so tiles that
-share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap).
+share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap). VAEs that code time
+in groups (MiniMax H3) are decoded in tiles of whole groups that are cut, not crossfaded
+(group_frames_decode).
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pack_access import call_node, pack_module
-from saved_videos import read_video, saved_file
-from tiny_workflows import stream_to_file, tiny_workflow
+from saved_videos import saved_file
+from tiny_workflows import tiny_workflow
 
 FPS = 24.0  # MiniMax H3's frame rate
 # taeh3 decodes frame by frame, so a tile decoded with its context repeats the whole decode's arithmetic
@@ -52,6 +52,21 @@ def test_tiles_of_whole_groups_give_the_frames_of_vae_decode(comfy_inprocess, ti
     difference = (ours - own).abs().max().item()
     print(f"{frames} latent frames, tiles of {tile}: {len(own)} frames, max difference {difference:.3g}")
     assert difference <= EXACT
+
+
+@pytest.mark.parametrize("first_frame", [1, 17, 20, 38])
+def test_a_continued_decode_gives_the_frames_from_where_it_stopped(comfy_inprocess, tiny_model_names, monkeypatch, first_frame):
+    """A decode continued after first_frame frames (Checkpoints) starts at the tile that holds that frame."""
+    vae = taeh3(comfy_inprocess, tiny_model_names)
+    latent = random_latent(12, seed=5)
+    own = vae_decode(comfy_inprocess, vae, latent)
+    decoded = []
+    original = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda samples: decoded.append(samples.shape[2]) or original(samples))
+    ours = streamed(vae, latent, 5, first_frame)
+    assert (ours - own[first_frame:]).abs().max().item() <= EXACT
+    # tiles of one group, each with the 2 groups before it: groups 0, 1 (and the last 2 latent frames) are frames 0-16, 17-38
+    assert decoded == ([2 + 5, 12] if first_frame < 17 else [12])
 
 
 def small_h3_video_vae():
