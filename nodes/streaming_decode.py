@@ -157,7 +157,7 @@ def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, a
     """An audio-video LATENT needs its model's audio VAE (LTX-2's or MiniMax H3's), and the audio VAE a LATENT with sound of the video's length."""
     if sound is not None and audio_vae is None:
         raise ValueError("The LATENT carries sound (LTX-2 or MiniMax H3 audio and video), but no audio_vae is connected: connect the "
-                         "audio VAE (LTX-2: Load LTXV Audio VAE; MiniMax H3: Load VAE with its audio VAE) to audio_vae to write the sound "
+                         "Audio VAE (LTX-2: Load LTXV Audio VAE; MiniMax H3: Load VAE with its audio VAE) to audio_vae to write the sound "
                          "track, or pass only the video (LTXV Separate AV Latent).")
     if audio_vae is None:
         return
