@@ -12,6 +12,7 @@ share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap). VA
 in groups (MiniMax H3) are decoded in tiles of whole groups that are cut, not crossfaded
 (group_frames_decode).
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,10 @@ def stream_join(chunks: Iterable[torch.Tensor], overlap: int, transition: str, f
     for index, chunk in enumerate(chunks):
         length = chunk.shape[frame_dim]
         if held is not None and held.shape[frame_dim] != overlap:
-            raise ValueError(f"Chunk {index} has {held_from_length} frames, fewer than 2 x overlap ({2 * overlap}), "
-                             "but is followed by another: a chunk between two others needs frames of its own between the two crossfades.")
+            raise ValueError(
+                f"Chunk {index} has {held_from_length} frames, fewer than 2 x overlap ({2 * overlap}), "
+                "but is followed by another: a chunk between two others needs frames of its own between the two crossfades."
+            )
         if length <= overlap:
             raise ValueError(f"Chunk {index + 1} has {length} frames; every chunk needs more frames than the overlap ({overlap}).")
         start = 0
@@ -96,8 +99,10 @@ def chunk_ranges(total: int, chunk_length: int, overlap: int) -> list[tuple[int,
     ranges = [(start, min(start + chunk_length, total)) for start in range(0, total, chunk_length)]
     last = ranges[-1][1] - ranges[-1][0] if ranges else 0
     if len(ranges) > 1 and last <= overlap:
-        raise ValueError(f"The batch has {total} frames: after {len(ranges) - 1} chunks of {chunk_length} the last chunk has only "
-                         f"{last}, not more than the overlap ({overlap}). Check chunk_length and overlap against the chunks in the batch.")
+        raise ValueError(
+            f"The batch has {total} frames: after {len(ranges) - 1} chunks of {chunk_length} the last chunk has only "
+            f"{last}, not more than the overlap ({overlap}). Check chunk_length and overlap against the chunks in the batch."
+        )
     return ranges
 
 
@@ -150,7 +155,7 @@ def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, tempo
     shared = decoded_overlap(overlap, temporal_compression) if len(ranges) > 1 else 0
     for block in stream_join(tiles, shared, "linear"):
         if skip < len(block):
-            yield block[max(0, skip):]
+            yield block[max(0, skip) :]
         skip -= len(block)
 
 
@@ -163,8 +168,9 @@ def group_tiles_from(length: int, group: int, group_frames: int, tail: int, tile
     return [(start, end) for index, (start, end) in enumerate(tiles) if index == len(tiles) - 1 or end * group_frames > first_frame]
 
 
-def group_frames_decode(decode, latent: torch.Tensor, group: int, group_frames: int, tail: int, context: int, tile_groups: int,
-                        first_frame: int = 0) -> Iterator[torch.Tensor]:
+def group_frames_decode(
+    decode, latent: torch.Tensor, group: int, group_frames: int, tail: int, context: int, tile_groups: int, first_frame: int = 0
+) -> Iterator[torch.Tensor]:
     """Decoded frames of one latent video ``[channels, frames, height, width]`` whose VAE codes time in groups, a block at a time.
 
     Every ``group`` latent frames, counted from the video's first, decode to ``group_frames`` frames of
@@ -232,8 +238,7 @@ class ColourAnchor:
             shape = (1, 3, 1, 1)
             matched = (lab - mean.view(shape)) * (self.std / std.clamp_min(1e-6)).view(shape) + self.mean.view(shape)
         else:
-            matched = torch.stack(
-                [_interpolate(lab[:, c], _quantiles(lab[:, c], HISTOGRAM_LEVELS), self.quantiles[c]) for c in range(3)], dim=1)
+            matched = torch.stack([_interpolate(lab[:, c], _quantiles(lab[:, c], HISTOGRAM_LEVELS), self.quantiles[c]) for c in range(3)], dim=1)
         rgb = kornia.color.lab_to_rgb(matched, clip=True).movedim(1, -1).to(images)
         anchored = images[..., :3].lerp(rgb, strength)
         return torch.cat([anchored, images[..., 3:]], dim=-1)

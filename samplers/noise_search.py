@@ -10,6 +10,7 @@ A candidate is a seed: the same seed gives the same initial noise and the same p
 of stochastic samplers, which is what the paper's "manual seed before every run" means. Chunk
 ``i`` tries seeds ``seed + i * m + j`` for ``j < m``, so no two candidates of a video share noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 /history entry. cli/run_workflow.py and the host test harness (tests/host/comfy_host.py) both
 talk to ComfyUI through this module.
 """
+
 from __future__ import annotations
 
 import json

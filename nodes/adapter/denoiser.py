@@ -24,6 +24,7 @@ at its level gives, and the per-frame correction above applies to both streams a
 share the sequence and are modulated at the call's sigma, the window's highest level (as they are when
 ComfyUI itself masks H3 rows); given frames run at H3's fixed conditioning label (0.999).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -171,7 +172,9 @@ class FramewiseDenoiser:
         ratio = self._ratio_rows(x.shape[0]).to(timestep)
         return executor(x, timestep[:, None] * ratio, *args, **kwargs)
 
-    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def denoise_audio_video(
+        self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x0 of audio-video windows (MiniMax H3, LTX-2), in model space, every frame and audio unit at its own level.
 
         ``video`` ``[N, C, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` in the family's layout
@@ -313,7 +316,9 @@ def run_with_framewise_denoisers(
         if index == len(guiders):
             body(denoisers)
             return
-        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape)
+        run_with_framewise_denoiser(
+            guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape
+        )
 
     enter(0, [])
 
@@ -336,6 +341,7 @@ class ExpertLoader:
             if index != self.loaded:
                 self._load(index)
             return denoiser(x, sigmas, prompt, frames)
+
         return call
 
     def _load(self, index: int) -> None:

@@ -1,7 +1,7 @@
 """The per-frame adapter on tiny real models loaded through ComfyUI's own loaders."""
+
 import pytest
 import torch
-
 from pack_access import call_node, fake_conditioning, load_family, pack_module, random_latent, text_width
 
 FAMILIES = ["ltxv", "wan21", "wan22_5b", "cosmos_predict2"]
@@ -76,7 +76,9 @@ def network_view(host, names, family, levels):
 
     def body(denoise, sigmas):
         # added after the adapter's own wrapper, so it runs inside it and sees the final timestep
-        patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
+        patcher_extension.add_wrapper_with_key(
+            patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True
+        )
         seen["x0"] = denoise(x, levels[None], 0, torch.arange(x.shape[2])[None]).cpu()
         seen["model_sampling"] = denoise.model_sampling
 
@@ -105,7 +107,7 @@ def test_the_network_sees_each_frame_at_its_own_level(comfy_inprocess, tiny_mode
 def test_cosmos_predict2_marks_the_clean_frames_of_a_window_as_given(comfy_inprocess, tiny_model_names):
     levels = torch.tensor([0.0, 0.0, 0.9, 0.5, 0.2])
     x, seen = network_view(comfy_inprocess, tiny_model_names, "cosmos_predict2", levels)
-    marks = seen["input"][:, x.shape[1]:]
+    marks = seen["input"][:, x.shape[1] :]
     assert marks.shape[1] == 1
     torch.testing.assert_close(marks, (levels == 0).float().view(1, 1, -1, 1, 1).expand_as(marks), rtol=0, atol=0)
     assert (seen["timestep"][:, :2] == 0).all() and (seen["timestep"][:, 2:] > 0).all()

@@ -1,10 +1,10 @@
 """Streaming Decode to Video File with MiniMax H3: its video VAE decoded in tiles of whole 5-latent-frame
 groups with the groups before them that it looks at, and its sound written piece by piece; inside real
 ComfyUI with the tiny taeh3 and H3's audio VAE (random weights)."""
+
 import av
 import pytest
 import torch
-
 from pack_access import call_node, pack_module
 from saved_videos import saved_file
 from tiny_workflows import tiny_workflow
@@ -78,8 +78,9 @@ def small_h3_video_vae():
     generator = torch.Generator().manual_seed(3)
     with torch.device("meta"):
         model = vae.MiniMaxH3VideoVAE()
-    model.decoder = vae.ViT3DDecoder(patch_size=model.vae_ratio, patch_size_t=model.vae_ratio_t, num_layers=2, heads=2, dim_head=32,
-                                     operations=comfy.ops.manual_cast)
+    model.decoder = vae.ViT3DDecoder(
+        patch_size=model.vae_ratio, patch_size_t=model.vae_ratio_t, num_layers=2, heads=2, dim_head=32, operations=comfy.ops.manual_cast
+    )
     model.post_quant_conv = comfy.ops.manual_cast.Conv3d(24, 24, 1)
     for part in (model.decoder, model.post_quant_conv):
         for parameter in part.parameters():
@@ -107,8 +108,13 @@ def test_the_h3_vaes_chunks_decoded_with_one_group_before_give_its_whole_decode(
     latent = random_latent(frames, seed=frames)
     with torch.inference_mode():
         whole = decode(latent)
-        ours = torch.cat(list(pack_module("samplers.chunk_stitching").group_frames_decode(
-            decode, latent[0], streaming().H3_GROUP, streaming().H3_GROUP_FRAMES, streaming().H3_TAIL, context, tile_groups)))
+        ours = torch.cat(
+            list(
+                pack_module("samplers.chunk_stitching").group_frames_decode(
+                    decode, latent[0], streaming().H3_GROUP, streaming().H3_GROUP_FRAMES, streaming().H3_TAIL, context, tile_groups
+                )
+            )
+        )
     assert ours.shape == whole.shape
     difference = (ours - whole).abs().max().item()
     print(f"H3 VAE, {frames} latent frames, tiles of {tile_groups} groups: {len(whole)} frames, max difference {difference:.3g}")
@@ -172,8 +178,10 @@ def test_the_sound_decoded_in_pieces_is_vae_decode_audios_waveform(comfy_inproce
     track.min_piece = 0
     ours, seams = streamed_track(track, [5, 5, 5, 7])
     difference = (ours - own[:, : ours.shape[1]]).abs().max().item()
-    print(f"context {track.context} audio latent frames, pieces joined at {seams}, scale {track._scale(0):.3g}, "
-          f"peak {own.abs().max().item():.3g}, max difference {difference:.3g}")
+    print(
+        f"context {track.context} audio latent frames, pieces joined at {seams}, scale {track._scale(0):.3g}, "
+        f"peak {own.abs().max().item():.3g}, max difference {difference:.3g}"
+    )
     assert track._scale(0) > 1.5 if loud else track._scale(0) == 1.0
     assert ours.shape == (2, round(frames / FPS * 32000)) and len(seams) == 3
     # the waveform outlasts the video by a part of an audio latent frame (round(22 x 40 / 24) latents of 800 samples)
@@ -182,8 +190,18 @@ def test_the_sound_decoded_in_pieces_is_vae_decode_audios_waveform(comfy_inproce
 
 
 def decode_to_file(host, samples, vae, audio_vae=None, **changes):
-    inputs = dict(samples=samples, vae=vae, fps=FPS, filename_prefix="longvideo/h3", format="mp4", crf=19, tile_frames=5,
-                  tile_overlap=2, continue_video=False, audio_vae=audio_vae)
+    inputs = dict(
+        samples=samples,
+        vae=vae,
+        fps=FPS,
+        filename_prefix="longvideo/h3",
+        format="mp4",
+        crf=19,
+        tile_frames=5,
+        tile_overlap=2,
+        continue_video=False,
+        audio_vae=audio_vae,
+    )
     return call_node(host, "LongVideoDecodeToVideoFile", **{**inputs, **changes})[0]
 
 
@@ -212,15 +230,18 @@ def test_the_streamed_h3_example_writes_its_sound_as_long_as_the_video(comfy_inp
     assert abs(samples / 32000 - frames / FPS) <= 1024 / 32000, (samples, frames)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no audio_vae", "no audio_vae is connected"),
-    ("no sound", "the LATENT has no sound"),
-    ("other video vae", "the vae is not MiniMax H3's video VAE"),
-    ("other audio vae", "the audio_vae is not MiniMax H3's audio VAE"),
-    ("short sound", "which MiniMax H3 pairs with 37 audio latent frames"),
-    ("other fps", "Set fps to 24"),
-    ("off the grid", "set the sampler's length to 7 or 12"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no audio_vae", "no audio_vae is connected"),
+        ("no sound", "the LATENT has no sound"),
+        ("other video vae", "the vae is not MiniMax H3's video VAE"),
+        ("other audio vae", "the audio_vae is not MiniMax H3's audio VAE"),
+        ("short sound", "which MiniMax H3 pairs with 37 audio latent frames"),
+        ("other fps", "Set fps to 24"),
+        ("off the grid", "set the sampler's length to 7 or 12"),
+    ],
+)
 def test_what_cannot_be_written_is_refused_with_what_to_do(comfy_inprocess, tiny_model_names, case, message):
     host, names = comfy_inprocess, tiny_model_names
     vae, audio_vae = taeh3(host, names), h3_audio_vae(host, names)

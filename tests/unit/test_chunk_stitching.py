@@ -241,13 +241,14 @@ def grouped_decode(reach: int):
     """A decoder that codes time in groups of 5 latent frames (1, 4, 4, 4, 4 frames, from the decode's first
     frame), as MiniMax H3's VAEs do, and looks back ``reach`` latent frames (a causal sum); latent
     ``[1, channels, n, h, w]`` -> frames ``[frames, h, w, channels]``."""
+
     def decode(latent):
         frames = latent[0].movedim(1, 0)
-        mixed = sum(torch.cat([torch.zeros_like(frames[:k]), frames[: max(0, len(frames) - k)]])[: len(frames)] * 0.5**k
-                    for k in range(reach + 1))
+        mixed = sum(torch.cat([torch.zeros_like(frames[:k]), frames[: max(0, len(frames) - k)]])[: len(frames)] * 0.5**k for k in range(reach + 1))
         groups = torch.tensor([1 if k % 5 == 0 else 4 for k in range(len(frames))])
         within = torch.cat([torch.arange(n) for n in groups.tolist()]).view(-1, 1, 1, 1)
         return (mixed.repeat_interleave(groups, dim=0) + within).movedim(1, -1)
+
     return decode
 
 
