@@ -113,14 +113,16 @@ def sample_video(
     frame_shape = (batch, channels, height, width)
     model_clip = None if clip_video is None or family.mechanism == PACKED_STREAM_MASKS else to_model_space(model, clip_video.to(device))
     sound_shape = None
+    # the output-frame index of the video's first frame: the samplers number a given clip's frames before the output's
+    video_start = 0 if clip is None else clip.first_frame(clip_video.shape[2])
     if family.mechanism == PACKED_STREAM_MASKS:
-        stream = timeline.stream(units_shape, 0 if clip is None else clip.first_frame(clip_video.shape[2]))
+        stream = timeline.stream(units_shape, video_start)
         packing = FramePacking(stream, (channels, height, width))
         sound = SoundOutput(packing, timeline, batch, length)
         sound_shape = (rows, units_shape[0], frames * stream.max_units, units_shape[1])
         frame_shape = (batch, 1, 1, packing.frame_elements)
         if clip is not None:
-            model_clip = packing.pack(*_clip_sound(clip, timeline, units_shape, model, clip_video, device), clip.first_frame(clip_video.shape[2]))
+            model_clip = packing.pack(*_clip_sound(clip, timeline, units_shape, model, clip_video, device), video_start)
 
     output = torch.zeros(batch, channels, length, height, width)
     progress = _ProgressReport(patcher, None if sound is None else sound.packing)
@@ -147,8 +149,9 @@ def sample_video(
     def stream_into_output(framewise_denoisers):
         loader = ExpertLoader(list(guidance.guiders), call_shape)
         for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
+            framewise.video_start = video_start
             if sound is not None:
-                framewise = PackedFramesDenoiser(framewise, sound.packing)
+                framewise = PackedFramesDenoiser(framewise, sound.packing, sound.timeline, video_start)
             proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
         for index, block in generated:
             if index < 0:
