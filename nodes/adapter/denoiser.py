@@ -76,7 +76,7 @@ class PromptScheduleGuider(comfy.samplers.CFGGuider):
         conds = {f"positive_{i}": positive for i, positive in enumerate(positives)}
         self.inner_set_conds({"negative": negative, **conds})
 
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
+    def predict_noise(self, x, timestep, model_options=None, seed=None):  # ComfyUI always passes model_options
         return comfy.samplers.sampling_function(
             self.inner_model,
             x,
@@ -122,6 +122,9 @@ class FramewiseDenoiser:
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._use_timestep_matrix, model_options, is_model_options=True
             )
         elif self.family.mechanism == PACKED_ROW_MASKS:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._call_stream_shapes, model_options, is_model_options=True
+            )
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._h3_row_levels, model_options, is_model_options=True
             )
@@ -203,7 +206,7 @@ class FramewiseDenoiser:
         # ComfyUI stacks cond and uncond copies of the batch one after the other
         return ratio.repeat(rows // ratio.shape[0], 1)
 
-    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+    def _add_denoise_mask(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kwargs):
         ratio = self._ratio_rows(x.shape[0])[:, None, :, None, None]
         frame_shape = (x.shape[0], 1, x.shape[2], x.shape[3], x.shape[4])
         kwargs["denoise_mask"] = ratio.expand(frame_shape).to(x)
@@ -225,14 +228,14 @@ class FramewiseDenoiser:
         carries it, scaled onto the video schedule), LTX-2 ``[N, 8, A, 16]`` (channels, audio latents,
         frequency bins). H3's transformer takes one row at a time, so its N windows are denoised one
         after the other; LTX-2 takes them in one call. ``positions``: LTX-2 windows that start after the
-        video's first frame; None for windows that start it.
+        video's first frame; None for windows that start it (and for H3, which places tokens by its own frames).
         """
         self.before_call()
         self._select_prompt(prompt)
-        self._positions = positions
         if self.family.one_row_per_call:
             rows = [self._denoise_packed(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
             return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
+        self._positions = positions
         try:
             return self._denoise_packed(video, video_sigmas, audio, audio_sigmas)
         finally:
@@ -277,6 +280,11 @@ class FramewiseDenoiser:
         kwargs["latent_shapes"] = [torch.Size(video_shape), torch.Size(audio_shape)]
         return executor(x, t, *args, **kwargs)
 
+    def _call_stream_shapes(self, executor, x, t, *args, **kwargs):
+        """H3 unpacks its latent by the shapes the conditioning holds, the planned call's: give it this call's."""
+        kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
+        return executor(x, t, *args, **kwargs)
+
     def _ltx_window_positions(self, executor, *args, **kwargs):
         """The call's positions (WindowPositions): the transformer reads them from its own settings while it runs."""
         positions = self._positions
@@ -300,7 +308,7 @@ class FramewiseDenoiser:
             if audio_patchifier is not None:
                 transformer.a_patchifier = audio_patchifier
 
-    def _h3_row_levels(self, executor, x, timestep, context, transformer_options={}, **kwargs):
+    def _h3_row_levels(self, executor, x, timestep, context, transformer_options, **kwargs):
         """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""
         from comfy.ldm.minimax.model import time_shift_sigma
 

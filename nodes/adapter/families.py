@@ -19,7 +19,7 @@ PACKED_ROW_MASKS = "packed_row_masks"
 PACKED_STREAM_MASKS = "packed_stream_masks"
 
 SUPPORTED_FAMILIES = (
-    "LTX-Video (LTXV), LTX-2 (video with sound), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
+    "LTX-Video (LTXV), LTX-2 and MiniMax H3 (video with sound), Wan 2.2 TI2V-5B, Cosmos Predict2, Wan 2.1 and Wan 2.2 A14B (T2V and I2V), "
     "and frames-as-batch models (SD1.5/SDXL with a motion module, SVD)"
 )
 

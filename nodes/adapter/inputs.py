@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .families import Family
+from .families import PACKED_ROW_MASKS, Family
 
 
 def check_sigmas(sigmas) -> None:
@@ -22,7 +22,8 @@ def check_sigmas(sigmas) -> None:
 
 def check_latent_channels(video: torch.Tensor, model, family: Family) -> None:
     """The latent must have the model's channels (an empty one was already resized, as KSampler does)."""
-    expected = model.latent_format.latent_channels
+    # MiniMax H3's latent format gives the wider of its two streams (the audio's 32 channels); its video has the transformer's
+    expected = model.diffusion_model.latents_dim if family.mechanism == PACKED_ROW_MASKS else model.latent_format.latent_channels
     if video.shape[1] != expected:
         raise ValueError(
             f"The latent has {video.shape[1]} channels, but this {family.name} model works on {expected}-channel latents: "

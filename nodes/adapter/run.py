@@ -23,9 +23,9 @@ from ..input_checks import check_finite_number, check_finite_tensor, latent_samp
 from ..progress import FrameProgress
 from .denoiser import ExpertLoader, PromptScheduleGuider, run_with_framewise_denoisers
 from ...samplers.streams import FramePacking
-from .families import FRAMES_AS_BATCH, PACKED_ROW_MASKS, PACKED_STREAM_MASKS, SUPPORTED_FAMILIES, UnsupportedModelError, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
+from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 from .inputs import check_latent_channels, check_sigmas
-from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, packed_video
+from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, packed_video, sound_units
 from .sound import to_model_space as sound_to_model_space
 
 # the output LATENT of a run with checkpoints names its run, so Streaming Decode can continue its video
@@ -83,21 +83,16 @@ def sample_video(
     check_sigmas(sigmas)
     patcher = guidance.guiders[0].model_patcher
     family = model_family(patcher.model)
-    if family.mechanism == PACKED_ROW_MASKS:
-        raise UnsupportedModelError(
-            f"{family.name} makes its video and its sound together, and the samplers do not carry the sound yet. "
-            f"k-Step Noise Search runs it; for these samplers use one of: {SUPPORTED_FAMILIES}."
-        )
     check_boundaries(guidance.boundaries, sigmas)
     model, device = patcher.model, patcher.load_device
     sound = None
-    if family.mechanism == PACKED_STREAM_MASKS:
+    if family.audio_time_dim is not None:
         _check_sound_options(family, anchor, checkpoints)
-        samples, latent_audio = audio_video_samples(latent, "latent")
+        samples, latent_audio = audio_video_samples(latent, "latent", family)
         timeline = SoundTimeline.of(model, guidance.guiders)
-        units_shape = (model.diffusion_model.num_audio_channels, model.diffusion_model.audio_frequency_bins)
-        # the latent's sound must fit its video at the conditioning's frame rate (made for another rate, it is refused)
-        fitted_sound(latent_audio, samples, timeline, units_shape, "latent")
+        units_shape = sound_units(model)
+        # the latent's sound must fit its video at its frame rate (made for another rate, it is refused)
+        fitted_sound(latent_audio, samples, timeline, units_shape, "latent", family)
     else:
         samples = comfy.sample.fix_empty_latent_channels(
             patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
@@ -111,18 +106,20 @@ def sample_video(
     rows = windows_per_call * batch
     call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
     frame_shape = (batch, channels, height, width)
-    model_clip = None if clip_video is None or family.mechanism == PACKED_STREAM_MASKS else to_model_space(model, clip_video.to(device))
+    model_clip = None if clip_video is None or family.audio_time_dim is not None else to_model_space(model, clip_video.to(device))
     sound_shape = None
     # the output-frame index of the video's first frame: the samplers number a given clip's frames before the output's
     video_start = 0 if clip is None else clip.first_frame(clip_video.shape[2])
-    if family.mechanism == PACKED_STREAM_MASKS:
-        stream = timeline.stream(units_shape, video_start)
+    if family.audio_time_dim is not None:
+        stream = timeline.stream(units_shape, video_start, family.audio_time_dim)
         packing = FramePacking(stream, (channels, height, width))
-        sound = SoundOutput(packing, timeline, batch, length)
-        sound_shape = (rows, units_shape[0], frames * stream.max_units, units_shape[1])
+        clip_sound = None if clip is None else _clip_sound(clip, timeline, units_shape, family, clip_video)
+        sound = SoundOutput(packing, timeline, batch, length, clip_sound)
+        sound_shape = [rows, *units_shape]
+        sound_shape.insert(family.audio_time_dim, frames * stream.max_units)
         frame_shape = (batch, 1, 1, packing.frame_elements)
         if clip is not None:
-            model_clip = packing.pack(*_clip_sound(clip, timeline, units_shape, model, clip_video, device), video_start)
+            model_clip = packing.pack(*sound_to_model_space(model, clip_video.to(device), clip_sound.to(device)), video_start)
 
     output = torch.zeros(batch, channels, length, height, width)
     progress = _ProgressReport(patcher, None if sound is None else sound.packing)
@@ -185,11 +182,11 @@ def _check_sound_options(family, anchor, checkpoints) -> None:
                          f"reference unconnected to anchor every window on the video's first frame.")
 
 
-def _clip_sound(clip: ClipInput, timeline: SoundTimeline, units_shape, model, clip_video: torch.Tensor, device):
-    """The clip's video and sound in model space, the sound fitted to the clip's video."""
-    given_video, audio = audio_video_samples(clip.latent, clip.name)
-    audio = fitted_sound(audio, given_video, timeline, units_shape, clip.name).expand(clip_video.shape[0], -1, -1, -1)
-    return sound_to_model_space(model, clip_video.to(device), audio.to(device))
+def _clip_sound(clip: ClipInput, timeline: SoundTimeline, units_shape, family, clip_video: torch.Tensor) -> torch.Tensor:
+    """The clip's sound fitted to the clip's video, for each video of the batch."""
+    given_video, audio = audio_video_samples(clip.latent, clip.name, family)
+    audio = fitted_sound(audio, given_video, timeline, units_shape, clip.name, family)
+    return audio.expand(clip_video.shape[0], *audio.shape[1:])
 
 
 def _reference(anchor, family, model, video: torch.Tensor, device):
@@ -263,7 +260,7 @@ class _ProgressReport:
 
 
 def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
-    samples = audio_video_samples(clip.latent, clip.name)[0] if family.mechanism == PACKED_STREAM_MASKS else latent_samples(clip.latent, clip.name)
+    samples = audio_video_samples(clip.latent, clip.name, family)[0] if family.audio_time_dim is not None else latent_samples(clip.latent, clip.name)
     clip_video = video_layout(samples, family)
     check_finite_tensor(clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
     if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:

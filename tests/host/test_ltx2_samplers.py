@@ -157,7 +157,7 @@ def stream_packing(host, fps: int):
     guider = call_node(host, "CFGGuider", model=host.node_output(IDS["model"]), positive=host.node_output(IDS["conditioning"], 0),
                        negative=host.node_output(IDS["conditioning"], 1), cfg=1.0)[0]
     timeline = sound.SoundTimeline.of(model, [guider])
-    assert timeline == sound.SoundTimeline(float(fps), 25.0, 8, 0.75)
+    assert timeline == sound.SoundTimeline(float(fps), 25.0, 8, audio_lead=0.75)
     return streams.FramePacking(timeline.stream((8, 16), 0), (128, 2, 2))
 
 

@@ -28,12 +28,13 @@ MIXED_AUDIO = 5e-4
 
 def sounding_frame(video_frames: int, audio_frames: int) -> torch.Tensor:
     """For each audio latent frame, the video latent frame it sounds with, on H3's timeline: video frame
-    k starts at 40/24 x (its first pixel frame) audio frames, as the transformer places them."""
+    k starts at 40/24 x (its first pixel frame) audio frames, as the transformer places them, and audio
+    latent frame j spans [j, j + 1): the frame that covers most of it (the samplers' packing does the same)."""
     starts, position = [], 0.0
     for k in range(video_frames):
         starts.append(position)
         position += PIXEL_FRAMES_OF_LATENT[k % 5] * AUDIO_FRAMES_PER_PIXEL_FRAME
-    return torch.tensor([max(k for k, start in enumerate(starts) if start <= j) for j in range(audio_frames)])
+    return torch.tensor([max(k for k, start in enumerate(starts) if start <= j + 0.5) for j in range(audio_frames)])
 
 
 def h3_guider(host, names, cfg=3.0):
@@ -147,9 +148,9 @@ def test_the_transformer_labels_each_row_at_its_own_level_and_sees_its_own_audio
     video, audio = random_latent(VIDEO, 0), random_latent(AUDIO, 1)
     seen = {}
 
-    def capture(executor, x, timestep, context, transformer_options={}, **kwargs):
+    def capture(executor, x, timestep, context, *args, **kwargs):
         seen.update(audio=x[1].cpu(), sigma=float(timestep.flatten()[0]) / 1000, video_mask=kwargs["denoise_mask"].cpu(), audio_mask=kwargs["audio_denoise_mask"].cpu())
-        return executor(x, timestep, context, transformer_options, **kwargs)
+        return executor(x, timestep, context, *args, **kwargs)
 
     def body(denoise, _sigmas):
         # added after the adapter's wrapper, so it runs inside it and sees what the transformer gets
@@ -203,14 +204,3 @@ def test_the_samplers_run_h3_windows_one_per_call_and_say_so_when_batched(comfy_
         assert not caplog.records
         assert not run._batch_windows("batched", model, layout, video, family, VIDEO[2])
     assert "MiniMax H3 takes one window per model call" in caplog.text
-
-
-def test_the_samplers_refuse_h3_until_they_carry_its_sound(comfy_inprocess, tiny_model_names):
-    host = comfy_inprocess
-    model = call_node(host, "UNETLoader", unet_name=tiny_model_names["minimax_h3"], weight_dtype="default")[0]
-    latent = call_node(host, "EmptyMiniMaxH3LatentAV", width=64, height=64, length=22)[0]
-    sigmas = call_node(host, "BasicScheduler", model=model, scheduler="simple", steps=4, denoise=1.0)[0]
-    positive, negative = (fake_conditioning(host, seed, H3_TEXT_WIDTH) for seed in (1, 2))
-    with pytest.raises(ValueError, match="MiniMax H3 makes its video and its sound together, and the samplers do not carry the sound yet"):
-        call_node(host, "LongVideoProgressiveARSampler", model=model, positive=positive, negative=negative, cfg=3.0, sigmas=sigmas,
-                  latent=latent, length=4, chunk_size=2, window_chunks=2, seed=0, eta=0.0)

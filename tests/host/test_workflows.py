@@ -50,7 +50,14 @@ EXPECTED_FRAMES = {
     "kstep_minimax_h3": 5 + 4,  # H3 chunks of 5 frames
     "pavdm_ltx2_extend": 33,
     "fifo_ltx2_t2v_to_file": 33,
+    "pavdm_minimax_h3_extend": 22,  # H3_LENGTH latent frames: 1 + 4 + 4 + 4 + 4, 1 + 4
 }
+# MiniMax H3's videos are 5 n + 2 latent frames (5 + 17 n frames), the lengths its VAE decodes whole
+H3_LENGTH = 7
+
+
+def tiny_length(name: str) -> int:
+    return H3_LENGTH if "minimax_h3" in name else 5
 
 
 def load(folder, name):
@@ -194,7 +201,7 @@ def test_the_validation_catches_what_the_server_would_refuse(workflow_server):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_on_tiny_models_and_saves_its_video(workflow_server, tiny_model_names, name):
-    prompt = tiny_workflow(name, tiny_model_names, length=5)
+    prompt = tiny_workflow(name, tiny_model_names, length=tiny_length(name))
     assert validation_errors(prompt, workflow_server.object_info()) == []
     entry = workflow_server.run_prompt(prompt)
     object_info = workflow_server.object_info()
@@ -215,11 +222,11 @@ def test_template_browser_lists_every_editor_workflow(workflow_server):
             assert json.load(answer) == load(UI_WORKFLOWS, name)
 
 
-@pytest.mark.parametrize("name", ["pavdm_ltx2_extend", "fifo_ltx2_t2v_to_file"])
-def test_ltx2_workflows_save_the_sound_with_the_video(workflow_server, tiny_model_names, name):
+@pytest.mark.parametrize("name", ["pavdm_ltx2_extend", "fifo_ltx2_t2v_to_file", "pavdm_minimax_h3_extend"])
+def test_sound_workflows_save_the_sound_with_the_video(workflow_server, tiny_model_names, name):
     import av
 
-    entry = workflow_server.run_prompt(tiny_workflow(name, tiny_model_names, length=5))
+    entry = workflow_server.run_prompt(tiny_workflow(name, tiny_model_names, length=tiny_length(name)))
     [video] = [item for output in entry["outputs"].values() for item in output.get("images", [])]
     with av.open(str(workflow_server.output_dir / video["subfolder"] / video["filename"])) as container:
         [picture], [sound] = container.streams.video, container.streams.audio
