@@ -166,6 +166,8 @@ class _CallPlan:
     windows_per_call: int
     model_clip: Optional[torch.Tensor]
     sound: Optional[SoundOutput]
+    # the output-frame index of the video's first frame: the samplers number a given clip's frames before the output's
+    video_start: int
 
     def host_frames(self, model, index: int, block: torch.Tensor) -> torch.Tensor:
         """Frames the sampler finished, as the output LATENT's video holds them (their sound kept aside)."""
@@ -180,21 +182,21 @@ def _plan_calls(family, patcher, layout, video: torch.Tensor, reference, clip: O
     windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family, frames) else 1
     rows = windows_per_call * batch
     call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
+    video_start = 0 if clip is None else clip.first_frame(clip_video.shape[2])
     if family.audio_time_dim is None:
         model_clip = None if clip_video is None else to_model_space(model, clip_video.to(device))
-        return _CallPlan((batch, channels, height, width), call_shape, None, windows_per_call, model_clip, None)
+        return _CallPlan((batch, channels, height, width), call_shape, None, windows_per_call, model_clip, None, video_start)
     units_shape = sound_units(model)
-    first_frame = 0 if clip is None else clip.first_frame(clip_video.shape[2])
-    stream = timeline.stream(units_shape, first_frame, family.audio_time_dim)
+    stream = timeline.stream(units_shape, video_start, family.audio_time_dim)
     packing = FramePacking(stream, (channels, height, width))
     clip_sound = None if clip is None else _clip_sound(clip, timeline, units_shape, family, clip_video)
     sound_shape = [rows, *units_shape]
     sound_shape.insert(family.audio_time_dim, frames * stream.max_units)
     model_clip = None
     if clip is not None:
-        model_clip = packing.pack(*sound_to_model_space(model, clip_video.to(device), clip_sound.to(device)), first_frame)
+        model_clip = packing.pack(*sound_to_model_space(model, clip_video.to(device), clip_sound.to(device)), video_start)
     sound = SoundOutput(packing, timeline, batch, length, clip_sound)
-    return _CallPlan((batch, 1, 1, packing.frame_elements), call_shape, sound_shape, windows_per_call, model_clip, sound)
+    return _CallPlan((batch, 1, 1, packing.frame_elements), call_shape, sound_shape, windows_per_call, model_clip, sound, video_start)
 
 
 def _bind_denoisers(late: list, framewise_denoisers: list, guidance: Guidance, plan: _CallPlan) -> None:
@@ -202,8 +204,9 @@ def _bind_denoisers(late: list, framewise_denoisers: list, guidance: Guidance, p
     with experts, through a loader that loads an expert when the run switches to it."""
     loader = ExpertLoader(list(guidance.guiders), plan.call_shape)
     for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
+        framewise.video_start = plan.video_start
         if plan.sound is not None:
-            framewise = PackedFramesDenoiser(framewise, plan.sound.packing)
+            framewise = PackedFramesDenoiser(framewise, plan.sound.packing, plan.sound.timeline, plan.video_start)
         proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
 
 
