@@ -3,6 +3,7 @@
 Run: python bench/bench_diagonal_queue.py   (CPU is enough; prints a markdown table)
 Stand-in model, overhead and memory: see bench/stand_in.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb, timed  # noqa: E402
+
 from samplers.diagonal_queue import QueueLayout, generate  # noqa: E402
 from samplers.frame_levels import NoiseSpace  # noqa: E402
-from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb, timed  # noqa: E402
 
 LAYOUTS = {
     "DD": QueueLayout(window=8, partitions=1),
@@ -27,8 +29,18 @@ def run(layout: QueueLayout, num_frames: int, channels: int, size: int, batch_wi
     model = ConvVideoModel(channels, depth)
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / layout.levels, layout.levels), torch.zeros(1)])
     clip = torch.randn(1, channels, layout.window, size, size)
-    frames = generate(model, (1, channels, size, size), sigmas, layout=layout, num_frames=num_frames, space=NoiseSpace.RECTIFIED_FLOW, clip=clip,
-                      eta=1.0, generator=torch.Generator().manual_seed(0), windows_per_call=layout.windows_per_iteration if batch_windows else 1)
+    frames = generate(
+        model,
+        (1, channels, size, size),
+        sigmas,
+        layout=layout,
+        num_frames=num_frames,
+        space=NoiseSpace.RECTIFIED_FLOW,
+        clip=clip,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(0),
+        windows_per_call=layout.windows_per_iteration if batch_windows else 1,
+    )
     return model, timed(frames)
 
 
@@ -45,7 +57,9 @@ def main():
         return
 
     print(f"eta 1, latent 16x32x32, window 8, N = {args.frames} output frames, 1 CPU thread")
-    print("| options | model calls per output frame (steady) | calls per frame incl. warm-up | frames per call | overhead, 1 conv | overhead, 10 convs | overhead, 10 convs, batched | peak RSS 64 / 512 / 4096 frames (MB) |")
+    print(
+        "| options | model calls per output frame (steady) | calls per frame incl. warm-up | frames per call | overhead, 1 conv | overhead, 10 convs | overhead, 10 convs, batched | peak RSS 64 / 512 / 4096 frames (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, layout in LAYOUTS.items():
         cells = []

@@ -8,6 +8,7 @@ chunks), shifted by 8 as ModelSamplingSD3 does, boundary 0.875 (text-to-video). 
 measured in a fresh process at a 480p latent (16 x 60 x 104) with eta 1, so it includes the
 random draws that running ahead makes in advance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb  # noqa: E402
+
 from samplers import diagonal_queue, progressive_ar  # noqa: E402
 from samplers.experts import Experts  # noqa: E402
 from samplers.frame_levels import NoiseSpace  # noqa: E402
-from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb  # noqa: E402
 
 FLOW = NoiseSpace.RECTIFIED_FLOW
 BOUNDARY = 0.875
@@ -46,8 +48,16 @@ def run(name: str, num_frames: int, channels: int, height: int, width: int):
     models = [ConvVideoModel(channels), ConvVideoModel(channels)]
     experts = Experts(models, [BOUNDARY], switch_every=switch_every)
     generate = diagonal_queue.generate if sampler == "fifo" else progressive_ar.generate
-    frames = generate(experts, (1, channels, height, width), shifted_sigmas(steps), layout=layout, num_frames=num_frames, space=FLOW,
-                      eta=1.0, generator=torch.Generator().manual_seed(0))
+    frames = generate(
+        experts,
+        (1, channels, height, width),
+        shifted_sigmas(steps),
+        layout=layout,
+        num_frames=num_frames,
+        space=FLOW,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         for _ in frames:
             pass

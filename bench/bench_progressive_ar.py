@@ -6,6 +6,7 @@ steps (eta 0) and start from noise / a given clip without counting the clip's sa
 Frame evaluations (frames the model sees per output frame) compare cost across window sizes:
 a transformer's cost grows at least linearly with the frames in a call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb, timed  # noqa: E402
+
 from samplers import diagonal_queue, progressive_ar  # noqa: E402
 from samplers.frame_levels import NoiseSpace  # noqa: E402
-from stand_in import ConvVideoModel, own_peak_rss_mb, peak_rss_mb, timed  # noqa: E402
 
 FLOW = NoiseSpace.RECTIFIED_FLOW
 # name -> (sampler, layout, steps); every window shows the model 20 latent frames
@@ -58,7 +60,9 @@ def main():
         return
 
     print(f"eta 0, latent 16x32x32, N = {args.frames} output latent frames, 1 CPU thread")
-    print("| sampler | model calls per output frame (steady) | calls per frame, whole run | frames per call | frame evaluations per output frame | overhead, 1 conv | overhead, 10 convs | peak RSS 64 / 512 / 4096 frames (MB) |")
+    print(
+        "| sampler | model calls per output frame (steady) | calls per frame, whole run | frames per call | frame evaluations per output frame | overhead, 1 conv | overhead, 10 convs | peak RSS 64 / 512 / 4096 frames (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in CONFIGS:
         cells = []

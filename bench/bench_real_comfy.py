@@ -12,6 +12,7 @@ sampling call (the pack's sample_video, KSampler's comfy.sample.sample), so load
 encoding count for neither, and the ratio shows what the sampling adds around the model. On CPU a small
 video keeps a run within minutes; with a GPU, pass --size 832x480 for Wan's 480p.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,26 @@ import torch
 HOST_TESTS = Path(__file__).resolve().parents[1] / "tests" / "host"
 sys.path.insert(0, str(HOST_TESTS))
 
-WAN_1_3B = {"model_type": "t2v", "dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 30, "in_dim": 16, "out_dim": 16, "text_dim": 4096, "freq_dim": 256}
+WAN_1_3B = {
+    "model_type": "t2v",
+    "dim": 1536,
+    "ffn_dim": 8960,
+    "num_heads": 12,
+    "num_layers": 30,
+    "in_dim": 16,
+    "out_dim": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+}
 FILE = "wan2.1_t2v_1.3B_random_weights.safetensors"
 WINDOW = 4
 
 
 def build_model(models_dir: Path) -> None:
     """The random-weight Wan 2.1 1.3B in bf16, as the repackaged file stores it (once)."""
-    from safetensors.torch import save_file
-    from comfy.ldm.wan.model import WanModel
     import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+    from safetensors.torch import save_file
 
     path = models_dir / "diffusion_models" / FILE
     if path.is_file():
@@ -45,7 +56,13 @@ def build_model(models_dir: Path) -> None:
     tensors = {}
     for name, template in model.state_dict().items():
         norm_scale = name.endswith(".weight") and template.ndim == 1
-        value = torch.ones(template.shape) if norm_scale else torch.zeros(template.shape) if name.endswith(".bias") else torch.randn(template.shape, generator=generator) * 0.02
+        value = (
+            torch.ones(template.shape)
+            if norm_scale
+            else torch.zeros(template.shape)
+            if name.endswith(".bias")
+            else torch.randn(template.shape, generator=generator) * 0.02
+        )
         tensors[name] = value.to(torch.bfloat16)
     save_file(tensors, str(path))
 
@@ -64,21 +81,69 @@ def workflows(width: int, height: int, frames: int) -> dict[str, dict]:
         return {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple", "steps": steps, "denoise": 1.0}}
 
     def diagonal_queue(partitions, lookahead):
-        prompt = {**base, "6": scheduler(WINDOW * partitions),
-                  "7": {"class_type": "LongVideoLatentPartition", "inputs": {"partitions": partitions, "window_batching": "one by one"}},
-                  "8": {"class_type": "LongVideoLookahead", "inputs": {"enabled": lookahead, "options": ["7", 0]}},
-                  "10": {"class_type": "LongVideoDiagonalQueueSampler", "inputs": {
-                      "model": ["2", 0], "positive": ["3", 0], "negative": ["4", 0], "cfg": 5.0, "sigmas": ["6", 0], "latent": ["5", 0],
-                      "start": "sample a first clip", "length": frames, "window": WINDOW, "seed": 0, "eta": 1.0, "options": ["8", 0]}}}
+        prompt = {
+            **base,
+            "6": scheduler(WINDOW * partitions),
+            "7": {"class_type": "LongVideoLatentPartition", "inputs": {"partitions": partitions, "window_batching": "one by one"}},
+            "8": {"class_type": "LongVideoLookahead", "inputs": {"enabled": lookahead, "options": ["7", 0]}},
+            "10": {
+                "class_type": "LongVideoDiagonalQueueSampler",
+                "inputs": {
+                    "model": ["2", 0],
+                    "positive": ["3", 0],
+                    "negative": ["4", 0],
+                    "cfg": 5.0,
+                    "sigmas": ["6", 0],
+                    "latent": ["5", 0],
+                    "start": "sample a first clip",
+                    "length": frames,
+                    "window": WINDOW,
+                    "seed": 0,
+                    "eta": 1.0,
+                    "options": ["8", 0],
+                },
+            },
+        }
         return prompt
 
-    progressive = {**base, "6": scheduler(4),
-                   "10": {"class_type": "LongVideoProgressiveARSampler", "inputs": {
-                       "model": ["2", 0], "positive": ["3", 0], "negative": ["4", 0], "cfg": 5.0, "sigmas": ["6", 0], "latent": ["5", 0],
-                       "length": frames, "chunk_size": 2, "window_chunks": 2, "seed": 0, "eta": 0.0}}}
-    ksampler = {**base, "10": {"class_type": "KSampler", "inputs": {
-        "model": ["2", 0], "seed": 0, "steps": WINDOW, "cfg": 5.0, "sampler_name": "euler", "scheduler": "simple",
-        "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0], "denoise": 1.0}}}
+    progressive = {
+        **base,
+        "6": scheduler(4),
+        "10": {
+            "class_type": "LongVideoProgressiveARSampler",
+            "inputs": {
+                "model": ["2", 0],
+                "positive": ["3", 0],
+                "negative": ["4", 0],
+                "cfg": 5.0,
+                "sigmas": ["6", 0],
+                "latent": ["5", 0],
+                "length": frames,
+                "chunk_size": 2,
+                "window_chunks": 2,
+                "seed": 0,
+                "eta": 0.0,
+            },
+        },
+    }
+    ksampler = {
+        **base,
+        "10": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["2", 0],
+                "seed": 0,
+                "steps": WINDOW,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["3", 0],
+                "negative": ["4", 0],
+                "latent_image": ["5", 0],
+                "denoise": 1.0,
+            },
+        },
+    }
     saved = {"99": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": "bench"}}}
     return {
         f"KSampler, {WINDOW} latent frames, {WINDOW} steps": {**ksampler, **saved},
@@ -128,7 +193,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="64x64", help="video WIDTHxHEIGHT in pixels (Wan latent: 1/8; tokens per latent frame: 1/16 squared)")
     parser.add_argument("--frames", type=int, default=8, help="latent frames each long-video sampler outputs")
-    parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "longvideo_bench_models", help="where the random-weight model is written once")
+    parser.add_argument(
+        "--models", type=Path, default=Path(tempfile.gettempdir()) / "longvideo_bench_models", help="where the random-weight model is written once"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -142,8 +209,10 @@ def main():
     host = InProcessComfy(comfy_dir, Path(tempfile.mkdtemp(prefix="longvideo-bench-")), args.models)
     timers = Timers()
     timers.install()
-    print(f"Wan 2.1 1.3B architecture (random weights, bf16 file), {width}x{height}, window {WINDOW} latent frames, CFG 5, "
-          f"{args.frames} output latent frames per long-video sampler, {torch.get_num_threads()} CPU threads")
+    print(
+        f"Wan 2.1 1.3B architecture (random weights, bf16 file), {width}x{height}, window {WINDOW} latent frames, CFG 5, "
+        f"{args.frames} output latent frames per long-video sampler, {torch.get_num_threads()} CPU threads"
+    )
     print("| run | model calls | seconds in the model | seconds in the sampler node outside the model | outside / inside |")
     print("|---|---|---|---|---|")
     # the executor's cache keeps the loaded model from one workflow to the next (the loader nodes are

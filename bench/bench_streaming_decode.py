@@ -21,6 +21,7 @@ video VAE and audio VAE of the host tests (tests/host/tiny_models.py) into an mp
 It checks with PyAV that the file's sound lasts as long as its video and prints each run's peak
 RSS, and how far it rose above the RSS once the models were loaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,8 +123,17 @@ def write_with_sound(latent_frames: int, folder: str, models: Path) -> tuple[flo
     node = host.node_class("LongVideoDecodeToVideoFile").PREPARE_CLASS_CLONE(None)
     loaded = rss_mb()
     with torch.inference_mode():  # as ComfyUI runs nodes
-        node.execute(samples={"samples": comfy.nested_tensor.NestedTensor((video, sound))}, vae=vae, audio_vae=audio_vae, fps=SOUND_FPS,
-                     filename_prefix="bench", format="mp4", crf=19, tile_frames=16, tile_overlap=2)
+        node.execute(
+            samples={"samples": comfy.nested_tensor.NestedTensor((video, sound))},
+            vae=vae,
+            audio_vae=audio_vae,
+            fps=SOUND_FPS,
+            filename_prefix="bench",
+            format="mp4",
+            crf=19,
+            tile_frames=16,
+            tile_overlap=2,
+        )
     return loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -136,8 +146,10 @@ def sound_durations(path: Path) -> tuple[int, float, float]:
 
 
 def main_sound(models: Path) -> None:
-    print(f"LTX-2 video with sound, 64x64 at {SOUND_FPS:g} fps: tiny random-weight video and audio VAEs (16 kHz, AAC in mp4), "
-          f"tiles of 16 latent frames sharing 2, 1 CPU thread")
+    print(
+        f"LTX-2 video with sound, 64x64 at {SOUND_FPS:g} fps: tiny random-weight video and audio VAEs (16 kHz, AAC in mp4), "
+        f"tiles of 16 latent frames sharing 2, 1 CPU thread"
+    )
     print("| frames | sound (s) | video (s) | RSS once loaded (MB) | peak RSS (MB) | peak above loaded (MB) | s |")
     print("|---|---|---|---|---|---|---|")
     peaks = []

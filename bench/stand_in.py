@@ -5,6 +5,7 @@ the sampler around it behaves, not what it draws. Overhead is the wall time spen
 model divided by the time inside it. Peak memory is the peak RSS of a fresh process that consumes
 frames as they are emitted, so it shows whether the sampler itself grows with the length.
 """
+
 from __future__ import annotations
 
 import resource

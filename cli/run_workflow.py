@@ -12,6 +12,7 @@ the longvideo_cli package next to this file.
 Exit codes: 0 success, 1 the prompt was rejected, failed, was interrupted elsewhere or timed out,
 2 usage or file errors or no ComfyUI at --server, 130 interrupted with Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,21 +50,31 @@ waits for the result and reports it all the same.
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run_workflow.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Queue an API-format workflow on a running ComfyUI, show its progress and where its outputs are.")
+        prog="run_workflow.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Queue an API-format workflow on a running ComfyUI, show its progress and where its outputs are.",
+    )
     parser.add_argument("workflow", type=Path, help="API-format workflow JSON (editor: Workflow > Export (API)), e.g. workflows/api/fifo_ltxv.json")
     parser.add_argument("--server", default=DEFAULT_SERVER, help=f"ComfyUI's URL (default {DEFAULT_SERVER})")
     parser.add_argument("--prompt", metavar="TEXT", help="text of the text encoder behind the sampler's positive input")
     parser.add_argument("--negative", metavar="TEXT", help="text of the text encoder behind the sampler's negative input")
-    parser.add_argument("--frames", type=int, metavar="N",
-                        help="`length` of the Diagonal Queue / Progressive AR sampler, in LATENT frames "
-                             "(decoded: Wan 4 x (N - 1) + 1 frames, LTX-Video 8 x (N - 1) + 1)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        metavar="N",
+        help="`length` of the Diagonal Queue / Progressive AR sampler, in LATENT frames (decoded: Wan 4 x (N - 1) + 1 frames, LTX-Video 8 x (N - 1) + 1)",
+    )
     parser.add_argument("--seed", type=int, metavar="N", help="value for every seed and noise_seed input")
-    parser.add_argument("--model", action="append", default=[], metavar="OLD=NEW",
-                        help="use model file NEW wherever the workflow names OLD (repeatable)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="ID.INPUT=VALUE",
-                        help="set input INPUT of node ID; VALUE is read as JSON (64, 2.5, true, [\"5\", 0]) or else "
-                             "as text (repeatable, applied after the other options)")
+    parser.add_argument("--model", action="append", default=[], metavar="OLD=NEW", help="use model file NEW wherever the workflow names OLD (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="ID.INPUT=VALUE",
+        help='set input INPUT of node ID; VALUE is read as JSON (64, 2.5, true, ["5", 0]) or else as text (repeatable, applied after the other options)',
+    )
     parser.add_argument("--download", type=Path, metavar="DIR", help="also fetch the output files into DIR")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after SECONDS (default: wait)")
     return parser

@@ -1,4 +1,5 @@
 """ComfyUI glue: the pack's nodes, registered through the V3 extension API."""
+
 from comfy_api.latest import ComfyExtension
 
 from .checkpoints import Checkpoints

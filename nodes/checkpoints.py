@@ -12,6 +12,7 @@ A re-roll goes on from a state at or before frame N with the run's settings unti
 next, then with this workflow's seed and prompts; it is a new run, whose first state comes after
 frame N.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,22 +86,44 @@ class Checkpoints(io.ComfyNode):
             description="Saves the sampler's state (its queue or window, not the video) to the output folder while it runs, so a "
             "cancelled or failed run goes on from where it stopped, and re-rolls the video from any frame on with a new seed or prompt.",
             inputs=[
-                io.Int.Input("every_frames", default=64, min=0, max=1_000_000, tooltip="Save the state every this many output latent frames; 0: only when the run is cancelled or fails. It is also saved at the end."),
-                io.Int.Input("keep", default=3, min=1, max=10_000, tooltip="States kept per run; older ones are deleted. Keep more to re-roll from further back."),
-                io.Combo.Input("resume_from", options=[NO_STATE, *state_files()], default=NO_STATE,
-                               tooltip="none: start a new run. A state file (output/longvideo_states/<run>/frame_<N>): go on from frame N with the same frames an uninterrupted run gives; the output is the whole video. The sampler's settings must be those of the run. Refresh the page to see new files."),
-                io.Int.Input("reroll_from_frame", default=NO_REROLL, min=NO_REROLL, max=1_000_000,
-                             tooltip="-1: resume as the run was. N: re-roll from latent frame N: every frame before N stays as it was, from N on the sampler's current seed and prompts apply (a new prompt from N on: Prompt Frame Range, the old prompt up to N). resume_from must be a state at or before N."),
+                io.Int.Input(
+                    "every_frames",
+                    default=64,
+                    min=0,
+                    max=1_000_000,
+                    tooltip="Save the state every this many output latent frames; 0: only when the run is cancelled or fails. It is also saved at the end.",
+                ),
+                io.Int.Input(
+                    "keep", default=3, min=1, max=10_000, tooltip="States kept per run; older ones are deleted. Keep more to re-roll from further back."
+                ),
+                io.Combo.Input(
+                    "resume_from",
+                    options=[NO_STATE, *state_files()],
+                    default=NO_STATE,
+                    tooltip="none: start a new run. A state file (output/longvideo_states/<run>/frame_<N>): go on from frame N with the same frames an uninterrupted run gives; the output is the whole video. The sampler's settings must be those of the run. Refresh the page to see new files.",
+                ),
+                io.Int.Input(
+                    "reroll_from_frame",
+                    default=NO_REROLL,
+                    min=NO_REROLL,
+                    max=1_000_000,
+                    tooltip="-1: resume as the run was. N: re-roll from latent frame N: every frame before N stays as it was, from N on the sampler's current seed and prompts apply (a new prompt from N on: Prompt Frame Range, the old prompt up to N). resume_from must be a state at or before N.",
+                ),
             ],
-            outputs=[CHECKPOINTS.Output(display_name="checkpoints", tooltip="Connect to the checkpoints input of the Diagonal Queue or Progressive AR sampler.")],
+            outputs=[
+                CHECKPOINTS.Output(display_name="checkpoints", tooltip="Connect to the checkpoints input of the Diagonal Queue or Progressive AR sampler.")
+            ],
         )
 
     @classmethod
     def execute(cls, every_frames, keep, resume_from, reroll_from_frame) -> io.NodeOutput:
         if reroll_from_frame != NO_REROLL and resume_from == NO_STATE:
             raise ValueError("A re-roll goes on from a saved state: choose the state at or before the re-roll frame in resume_from.")
-        return io.NodeOutput(CheckpointSettings(every_frames, keep, None if resume_from == NO_STATE else resume_from,
-                                                None if reroll_from_frame == NO_REROLL else reroll_from_frame))
+        return io.NodeOutput(
+            CheckpointSettings(
+                every_frames, keep, None if resume_from == NO_STATE else resume_from, None if reroll_from_frame == NO_REROLL else reroll_from_frame
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------- digests
@@ -222,8 +245,10 @@ class RunCheckpoints:
             prompt_of_frame, reroll = self.run.prompt_of_frame.__getitem__, None
         else:
             if reroll_frame < state.next_frame:
-                raise ValueError(f"The state {self.options.resume_from} is at frame {state.next_frame}, past the re-roll frame {reroll_frame}: "
-                                 f"choose a state at or before frame {reroll_frame} in resume_from.")
+                raise ValueError(
+                    f"The state {self.options.resume_from} is at frame {state.next_frame}, past the re-roll frame {reroll_frame}: "
+                    f"choose a state at or before frame {reroll_frame} in resume_from."
+                )
             self.name = f"{meta['run']}-reroll{reroll_frame}-{secrets.token_hex(2)}"
             first_changed, self.switch_iteration = reroll_switch(state, reroll_frame)
             mine = [self.run.prompt_digests[p] for p in self.run.prompt_of_frame]
@@ -296,8 +321,9 @@ class RunCheckpoints:
         except Exception:  # the run's own error matters more than this one
             logging.exception("LongVideo: the run's state could not be saved")
             return
-        logging.warning("LongVideo: the run stopped; its state at frame %d is saved as %s: choose it in Checkpoints' resume_from to go on.",
-                        self.latest.next_frame, path)
+        logging.warning(
+            "LongVideo: the run stopped; its state at frame %d is saved as %s: choose it in Checkpoints' resume_from to go on.", self.latest.next_frame, path
+        )
 
     def finished(self, output: torch.Tensor) -> None:
         if self.latest is not None and self.latest is not self.last_saved:
@@ -312,8 +338,17 @@ class RunCheckpoints:
             self.frames.append([file, self.saved_through, state.next_frame])
             self.saved_through = state.next_frame
         tensors, numbers = state.to_record()
-        meta = {"format": FORMAT, "run": self.name, "sampler": self.run.sampler, "numbers": numbers, "settings": self.run.settings,
-                "seed": self.run.seed, "length": self.run.length, "prompts": self.prompt_runs, "frames": self.frames}
+        meta = {
+            "format": FORMAT,
+            "run": self.name,
+            "sampler": self.run.sampler,
+            "numbers": numbers,
+            "settings": self.run.settings,
+            "seed": self.run.seed,
+            "length": self.run.length,
+            "prompts": self.prompt_runs,
+            "frames": self.frames,
+        }
         name = f"{self.name}/frame_{state.next_frame:06d}.safetensors"
         partial = folder / f".frame_{state.next_frame:06d}.partial"
         save_file({key: value.contiguous() for key, value in tensors.items()}, partial, metadata={"longvideo": json.dumps(meta)})

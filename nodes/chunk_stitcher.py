@@ -1,4 +1,5 @@
 """Chunk Stitcher: joins back-to-back chunks of an IMAGE or LATENT batch with a crossfade. Glue over samplers/."""
+
 from __future__ import annotations
 
 import comfy.model_management
@@ -30,14 +31,49 @@ class ChunkStitcher(io.ComfyNode):
             "chunk's last ones. The shared frames are crossfaded, so no frame is lost or repeated. For images, the colours "
             "of every chunk can be anchored to the first chunk to stop drift.",
             inputs=[
-                io.MatchType.Input("chunks", template=chunks, tooltip="The chunks back to back in one batch: IMAGE (pixel space) or LATENT (latent space, frames counted in latent frames)."),
-                io.Int.Input("chunk_length", default=81, min=2, max=100_000, tooltip="Frames per chunk in the batch, its overlap frames included (latent frames for a LATENT). The last chunk may be shorter."),
-                io.Int.Input("overlap", default=8, min=0, max=10_000, tooltip="Frames that each chunk shares with the previous one. 0 joins the chunks end to end."),
-                io.Combo.Input("transition", options=list(TRANSITIONS), default="linear", tooltip="How the shared frames pass from one chunk to the next: cut (switch in the middle), linear or cosine crossfade (cosine eases in and out)."),
-                io.Combo.Input("colour_anchor", options=list(ANCHORS), default=ANCHOR_OFF, tooltip="IMAGE only: move each chunk's colours to the first chunk's (not the previous one's, which would pass errors on). mean/std: average colour and contrast in Lab; histogram: the whole distribution of each Lab channel."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05, tooltip="How far the colour anchoring moves each chunk: 1 all the way to the first chunk's colours, 0 not at all. Lower it when the colours should change on purpose."),
+                io.MatchType.Input(
+                    "chunks",
+                    template=chunks,
+                    tooltip="The chunks back to back in one batch: IMAGE (pixel space) or LATENT (latent space, frames counted in latent frames).",
+                ),
+                io.Int.Input(
+                    "chunk_length",
+                    default=81,
+                    min=2,
+                    max=100_000,
+                    tooltip="Frames per chunk in the batch, its overlap frames included (latent frames for a LATENT). The last chunk may be shorter.",
+                ),
+                io.Int.Input(
+                    "overlap", default=8, min=0, max=10_000, tooltip="Frames that each chunk shares with the previous one. 0 joins the chunks end to end."
+                ),
+                io.Combo.Input(
+                    "transition",
+                    options=list(TRANSITIONS),
+                    default="linear",
+                    tooltip="How the shared frames pass from one chunk to the next: cut (switch in the middle), linear or cosine crossfade (cosine eases in and out).",
+                ),
+                io.Combo.Input(
+                    "colour_anchor",
+                    options=list(ANCHORS),
+                    default=ANCHOR_OFF,
+                    tooltip="IMAGE only: move each chunk's colours to the first chunk's (not the previous one's, which would pass errors on). mean/std: average colour and contrast in Lab; histogram: the whole distribution of each Lab channel.",
+                ),
+                io.Float.Input(
+                    "strength",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    tooltip="How far the colour anchoring moves each chunk: 1 all the way to the first chunk's colours, 0 not at all. Lower it when the colours should change on purpose.",
+                ),
             ],
-            outputs=[io.MatchType.Output(template=chunks, display_name="video", tooltip="The stitched video, of the same type as the input: sum of the chunk lengths minus overlap x (chunks - 1) frames.")],
+            outputs=[
+                io.MatchType.Output(
+                    template=chunks,
+                    display_name="video",
+                    tooltip="The stitched video, of the same type as the input: sum of the chunk lengths minus overlap x (chunks - 1) frames.",
+                )
+            ],
         )
 
     @classmethod

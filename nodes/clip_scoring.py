@@ -1,4 +1,5 @@
 """CLIP image embedders for scoring candidates: ComfyUI's CLIP_VISION, or open_clip from a local file."""
+
 from __future__ import annotations
 
 import json
@@ -112,12 +113,16 @@ def _image_tower_weights(path: Path, expected: dict, checkpoint: str, architectu
     for key, value in state.items():
         for prefix in IMAGE_TOWER_PREFIXES:
             if key.startswith(prefix):
-                weights[key[len(prefix):]] = value
+                weights[key[len(prefix) :]] = value
     missing = sorted(expected.keys() - weights.keys())
     unexpected = sorted(weights.keys() - expected.keys())
     reshaped = sorted(key for key in expected.keys() & weights.keys() if weights[key].shape != expected[key].shape)
     if missing or unexpected or reshaped:
-        problems = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})" for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if keys]
+        problems = [
+            f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+            if keys
+        ]
         raise ValueError(
             f"{checkpoint} does not hold the image tower of the open_clip architecture {architecture} ({len(expected)} weights): "
             f"{'; '.join(problems)}. Choose the architecture the checkpoint was trained as, or save its model config next to it as "
@@ -137,8 +142,16 @@ class OpenCLIPLoader(io.ComfyNode):
             "text_encoders folder, as the scorer of k-Step Noise Search (the paper scores with CLIP ViT-B/32). The scorer "
             "compares images only, so the text tower is not loaded, and nothing is downloaded.",
             inputs=[
-                io.Combo.Input("checkpoint", options=checkpoint_files(), tooltip="An open_clip checkpoint (.safetensors, .bin or .pt) from models/clip_vision or models/text_encoders."),
-                io.String.Input("architecture", default="ViT-B-32", tooltip="One of open_clip's built-in model names, the one the checkpoint was trained as (ViT-B-32, ViT-L-14, ...; ViT-B-32-quickgelu for OpenAI's weights). A model config saved next to the checkpoint as <checkpoint name>.json replaces it."),
+                io.Combo.Input(
+                    "checkpoint",
+                    options=checkpoint_files(),
+                    tooltip="An open_clip checkpoint (.safetensors, .bin or .pt) from models/clip_vision or models/text_encoders.",
+                ),
+                io.String.Input(
+                    "architecture",
+                    default="ViT-B-32",
+                    tooltip="One of open_clip's built-in model names, the one the checkpoint was trained as (ViT-B-32, ViT-L-14, ...; ViT-B-32-quickgelu for OpenAI's weights). A model config saved next to the checkpoint as <checkpoint name>.json replaces it.",
+                ),
             ],
             outputs=[OpenCLIP.Output(display_name="open_clip", tooltip="The image encoder, for the open_clip input of k-Step Noise Search.")],
         )

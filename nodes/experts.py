@@ -1,4 +1,5 @@
 """Wan 2.2 Experts: the high-noise and low-noise models of Wan 2.2 A14B, as one input of the samplers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,16 +65,52 @@ class WanExperts(io.ComfyNode):
             "the frames sit at many levels at once, so both work in every iteration; the samplers order the calls so the "
             "models change as rarely as they can.",
             inputs=[
-                io.Model.Input("high_noise_model", tooltip="The high-noise expert (e.g. wan2.2_t2v_high_noise_14B), with its own LoRAs and model patches (ModelSamplingSD3 shift)."),
+                io.Model.Input(
+                    "high_noise_model",
+                    tooltip="The high-noise expert (e.g. wan2.2_t2v_high_noise_14B), with its own LoRAs and model patches (ModelSamplingSD3 shift).",
+                ),
                 io.Model.Input("low_noise_model", tooltip="The low-noise expert (e.g. wan2.2_t2v_low_noise_14B), with its own LoRAs and model patches."),
-                io.Float.Input("boundary", default=AUTO_BOUNDARY, min=0.0, max=1.0, step=0.005, round=0.001,
-                               tooltip="The noise level (sigma) where the low-noise expert takes over. 0 = Wan 2.2's own: 0.875 for text-to-video, 0.9 for image-to-video. A higher shift puts more steps above it."),
-                io.Float.Input("high_noise_cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="CFG scale of the high-noise expert (1 with a lightx2v distill LoRA)."),
-                io.Float.Input("low_noise_cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="CFG scale of the low-noise expert (1 with a lightx2v distill LoRA)."),
-                io.Int.Input("switch_every", default=8, min=1, max=1024,
-                             tooltip="Diagonal Queue with Latent Partition and no Lookahead: the high-noise expert runs this many iterations ahead before the low-noise one catches up, so the models change twice per that many frames instead of once per frame, with the same result. Where only one 14B model fits in memory every change is a model load. Costs a few latent frames of memory per iteration ahead."),
+                io.Float.Input(
+                    "boundary",
+                    default=AUTO_BOUNDARY,
+                    min=0.0,
+                    max=1.0,
+                    step=0.005,
+                    round=0.001,
+                    tooltip="The noise level (sigma) where the low-noise expert takes over. 0 = Wan 2.2's own: 0.875 for text-to-video, 0.9 for image-to-video. A higher shift puts more steps above it.",
+                ),
+                io.Float.Input(
+                    "high_noise_cfg",
+                    default=3.5,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="CFG scale of the high-noise expert (1 with a lightx2v distill LoRA).",
+                ),
+                io.Float.Input(
+                    "low_noise_cfg",
+                    default=3.5,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="CFG scale of the low-noise expert (1 with a lightx2v distill LoRA).",
+                ),
+                io.Int.Input(
+                    "switch_every",
+                    default=8,
+                    min=1,
+                    max=1024,
+                    tooltip="Diagonal Queue with Latent Partition and no Lookahead: the high-noise expert runs this many iterations ahead before the low-noise one catches up, so the models change twice per that many frames instead of once per frame, with the same result. Where only one 14B model fits in memory every change is a model load. Costs a few latent frames of memory per iteration ahead.",
+                ),
             ],
-            outputs=[EXPERTS.Output(display_name="experts", tooltip="Connect to the experts input of the Diagonal Queue Sampler, the Progressive AR Sampler or k-Step Noise Search, in place of a model.")],
+            outputs=[
+                EXPERTS.Output(
+                    display_name="experts",
+                    tooltip="Connect to the experts input of the Diagonal Queue Sampler, the Progressive AR Sampler or k-Step Noise Search, in place of a model.",
+                )
+            ],
         )
 
     @classmethod

@@ -9,6 +9,7 @@ channel (CosmosPredict2ImageToVideoLatent). MiniMax H3 makes a chunk's video wit
 latent (EmptyMiniMaxH3LatentAV) and anchors the guide at its first frame as conditioning rows
 (MiniMaxH3AddGuide), which the transformer reads at every step without denoising them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ class ImageToVideo:
         if width % size or height % size:
             raise ValueError(f"{self.family} needs width and height that are multiples of {size}; got {width}x{height}.")
         if length < first or (length - first) % frame_step:
-            raise ValueError(f"{self.family} makes chunks of {first} + a multiple of {frame_step} frames; chunk_length {length} is not one (try {first + frame_step * max(1, (length - first) // frame_step)}).")
+            raise ValueError(
+                f"{self.family} makes chunks of {first} + a multiple of {frame_step} frames; chunk_length {length} is not one (try {first + frame_step * max(1, (length - first) // frame_step)})."
+            )
         if self.one_guide_frame and guide_frames != 1:
             raise ValueError(
                 f"{self.family} conditions a chunk on a single frame (CosmosPredict2ImageToVideoLatent keeps one latent frame "
@@ -56,7 +59,9 @@ class ImageToVideo:
 
 
 def _ltxv(positive, negative, vae, guide, width, height, length, clip_vision):
-    return LTXVImgToVideo.execute(positive=positive, negative=negative, image=guide, vae=vae, width=width, height=height, length=length, batch_size=1, strength=1.0).result
+    return LTXVImgToVideo.execute(
+        positive=positive, negative=negative, image=guide, vae=vae, width=width, height=height, length=length, batch_size=1, strength=1.0
+    ).result
 
 
 def _wan22_5b(positive, negative, vae, guide, width, height, length, clip_vision):
@@ -70,7 +75,18 @@ def _wan_i2v(needs_clip_vision: bool):
         if needs_clip_vision:
             # as CLIPVisionEncode with crop "none" in ComfyUI's Wan 2.1 I2V workflows
             clip_vision_output = clip_vision.encode_image(guide[-1:], crop=False)
-        return WanImageToVideo.execute(positive=positive, negative=negative, vae=vae, width=width, height=height, length=length, batch_size=1, start_image=guide, clip_vision_output=clip_vision_output).result
+        return WanImageToVideo.execute(
+            positive=positive,
+            negative=negative,
+            vae=vae,
+            width=width,
+            height=height,
+            length=length,
+            batch_size=1,
+            start_image=guide,
+            clip_vision_output=clip_vision_output,
+        ).result
+
     return condition
 
 
@@ -121,4 +137,3 @@ def image_to_video(model, clip_vision) -> ImageToVideo:
         f"k-Step Noise Search conditions every chunk on an image, which it does for LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 / "
         f"Wan 2.2 A14B I2V, Cosmos Predict2 video2world and MiniMax H3; this model is {family}."
     )
-

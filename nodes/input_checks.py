@@ -6,6 +6,7 @@ switch its own checks off if they were a ``validate_inputs`` (ComfyUI skips its 
 input such a function names, or for all inputs when it takes ``**kwargs``). So the nodes call
 these at the start of ``execute``; each raises ValueError with what to connect or change.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,10 @@ def check_filename_prefix(prefix: str) -> None:
     try:
         *folders, name = [part.encode() for part in path.split(os.sep)]
     except UnicodeEncodeError as error:
-        raise ValueError(f"filename_prefix holds {error.object[error.start:error.end]!r}, which no file name can hold: remove it.") from None
+        raise ValueError(f"filename_prefix holds {error.object[error.start : error.end]!r}, which no file name can hold: remove it.") from None
     # the saver appends a counter and the extension to the name
     longest = max([len(folder) for folder in folders] + [len(name) + len(COUNTER_AND_EXTENSION)])
     if longest > MAX_NAME_BYTES:
-        raise ValueError(f"filename_prefix has a folder or file name of {longest} bytes with the counter and extension; file systems allow {MAX_NAME_BYTES}. Shorten it.")
+        raise ValueError(
+            f"filename_prefix has a folder or file name of {longest} bytes with the counter and extension; file systems allow {MAX_NAME_BYTES}. Shorten it."
+        )

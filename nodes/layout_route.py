@@ -13,6 +13,7 @@ clamped to the ranges the widgets allow (read from the node schemas), a schedule
 at most MAX_SCHEDULER_STEPS steps, the summary's cost is arithmetic, and the summary is built and
 encoded on a worker thread so that the event loop keeps serving other requests meanwhile.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -262,7 +263,8 @@ def _bounded_decimal(query, ranges: dict, name: str, default=...):
     if not DECIMAL.fullmatch(text):
         raise MalformedQuery(
             f"Query parameter {name} must be a decimal number of at most {MAX_DIGITS} digits before the point and "
-            f"{MAX_FRACTION_DIGITS} after it; it is {_echo(text)}.")
+            f"{MAX_FRACTION_DIGITS} after it; it is {_echo(text)}."
+        )
     low, high = ranges[name]
     return min(max(float(text), low), high)
 

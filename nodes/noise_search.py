@@ -1,4 +1,5 @@
 """k-Step Noise Search: thin glue over samplers/noise_search.py, sampling with ComfyUI's own KSampler."""
+
 from __future__ import annotations
 
 import logging
@@ -33,37 +34,134 @@ class KStepNoiseSearch(io.ComfyNode):
             "against the guide image with CLIP (the lowest similarity over the frames); the best seed is then sampled with "
             "the full s steps. This keeps one bad initial noise from spoiling every later chunk. Cost: m*k + s steps per chunk.",
             inputs=[
-                io.Model.Input("model", optional=True, tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 I2V, Cosmos Predict2 video2world or MiniMax H3. For Wan 2.2 A14B I2V connect its two experts to `experts` instead."),
+                io.Model.Input(
+                    "model",
+                    optional=True,
+                    tooltip="An image-to-video model: LTX-Video, Wan 2.2 TI2V-5B, Wan 2.1 I2V, Cosmos Predict2 video2world or MiniMax H3. For Wan 2.2 A14B I2V connect its two experts to `experts` instead.",
+                ),
                 io.Conditioning.Input("positive", tooltip="Prompt for every chunk (for LTX-Video through LTXV Conditioning, as in its I2V workflows)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt for classifier-free guidance."),
                 io.Vae.Input("vae", tooltip="The model's VAE: it encodes each chunk's guide frames and decodes the previews and the chunks."),
-                io.Image.Input("guide_image", tooltip="The image the first chunk starts from (its last guide_frames frames when it is a clip). Later chunks start from the end of the chunk before."),
-                io.Int.Input("width", default=832, min=16, max=8192, step=16, tooltip="Video width; a multiple of 32 for LTX-Video, Wan 2.2 TI2V-5B and MiniMax H3, 16 for Wan 2.1 / A14B. The guide is resized and center-cropped to it."),
+                io.Image.Input(
+                    "guide_image",
+                    tooltip="The image the first chunk starts from (its last guide_frames frames when it is a clip). Later chunks start from the end of the chunk before.",
+                ),
+                io.Int.Input(
+                    "width",
+                    default=832,
+                    min=16,
+                    max=8192,
+                    step=16,
+                    tooltip="Video width; a multiple of 32 for LTX-Video, Wan 2.2 TI2V-5B and MiniMax H3, 16 for Wan 2.1 / A14B. The guide is resized and center-cropped to it.",
+                ),
                 io.Int.Input("height", default=480, min=16, max=8192, step=16, tooltip="Video height; same multiples as width."),
-                io.Int.Input("chunk_length", default=81, min=5, max=4096, step=4, tooltip="Frames per chunk, the model's clip length: 1 + a multiple of 8 for LTX-Video (97), of 4 for Wan (81, 121); 5 + a multiple of 17 for MiniMax H3 (124)."),
+                io.Int.Input(
+                    "chunk_length",
+                    default=81,
+                    min=5,
+                    max=4096,
+                    step=4,
+                    tooltip="Frames per chunk, the model's clip length: 1 + a multiple of 8 for LTX-Video (97), of 4 for Wan (81, 121); 5 + a multiple of 17 for MiniMax H3 (124).",
+                ),
                 io.Int.Input("chunks", default=5, min=1, max=1000, tooltip="Number of chunks (n); the paper uses 5."),
-                io.Int.Input("candidates", default=5, min=1, max=100, tooltip="Candidate noises per chunk (m): seeds seed + chunk*m + j. The official code uses 5."),
-                io.Int.Input("preview_steps", default=8, min=1, max=1000, tooltip="Steps of each candidate's preview (k): a complete sample with its own k-step schedule. The paper uses 8, the official driver 3."),
+                io.Int.Input(
+                    "candidates", default=5, min=1, max=100, tooltip="Candidate noises per chunk (m): seeds seed + chunk*m + j. The official code uses 5."
+                ),
+                io.Int.Input(
+                    "preview_steps",
+                    default=8,
+                    min=1,
+                    max=1000,
+                    tooltip="Steps of each candidate's preview (k): a complete sample with its own k-step schedule. The paper uses 8, the official driver 3.",
+                ),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Steps of the full sample of the chosen candidate (s); the paper uses 50."),
-                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale for previews and full samples."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler", tooltip="Any ComfyUI sampler; a seed repeats its per-step noise too, so a preview and its full sample share all randomness."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple", tooltip="Any ComfyUI scheduler; previews get its k-step schedule, full samples its s-step one."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="First candidate seed; the same seed gives the same video."),
-                io.Int.Input("guide_frames", default=1, min=1, max=4096, tooltip="Frames at the end of each chunk that guide the next: 1 is the paper's last frame; more (1 + a multiple of 8 for LTX-Video, of 4 for Wan, 5 + a multiple of 17 for MiniMax H3; Cosmos Predict2 takes 1 only) carry motion across the border."),
-                io.Boolean.Input("drop_repeated_frames", default=True, tooltip="Each chunk starts by repeating its guide frames. On: later chunks drop them, so no frame repeats at the borders. Off: every chunk is kept whole, as the official code does."),
-                io.ClipVision.Input("clip_vision", optional=True, tooltip="ComfyUI CLIP vision model: scores the candidates when no open_clip is connected, and conditions Wan 2.1 I2V (clip_vision_h)."),
-                EXPERTS.Input("experts", optional=True, tooltip="Wan 2.2 A14B I2V: the high- and low-noise experts from Wan 2.2 Experts, in place of model and cfg. Previews and full samples switch expert at the boundary step, as two KSampler (Advanced) nodes split at that step do."),
-                OpenCLIP.Input("open_clip", optional=True, tooltip="An open_clip model from Open CLIP Loader: scores the candidates when connected (the paper uses CLIP ViT-B/32)."),
+                io.Float.Input(
+                    "cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale for previews and full samples."
+                ),
+                io.Combo.Input(
+                    "sampler_name",
+                    options=comfy.samplers.KSampler.SAMPLERS,
+                    default="euler",
+                    tooltip="Any ComfyUI sampler; a seed repeats its per-step noise too, so a preview and its full sample share all randomness.",
+                ),
+                io.Combo.Input(
+                    "scheduler",
+                    options=comfy.samplers.KSampler.SCHEDULERS,
+                    default="simple",
+                    tooltip="Any ComfyUI scheduler; previews get its k-step schedule, full samples its s-step one.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="First candidate seed; the same seed gives the same video.",
+                ),
+                io.Int.Input(
+                    "guide_frames",
+                    default=1,
+                    min=1,
+                    max=4096,
+                    tooltip="Frames at the end of each chunk that guide the next: 1 is the paper's last frame; more (1 + a multiple of 8 for LTX-Video, of 4 for Wan, 5 + a multiple of 17 for MiniMax H3; Cosmos Predict2 takes 1 only) carry motion across the border.",
+                ),
+                io.Boolean.Input(
+                    "drop_repeated_frames",
+                    default=True,
+                    tooltip="Each chunk starts by repeating its guide frames. On: later chunks drop them, so no frame repeats at the borders. Off: every chunk is kept whole, as the official code does.",
+                ),
+                io.ClipVision.Input(
+                    "clip_vision",
+                    optional=True,
+                    tooltip="ComfyUI CLIP vision model: scores the candidates when no open_clip is connected, and conditions Wan 2.1 I2V (clip_vision_h).",
+                ),
+                EXPERTS.Input(
+                    "experts",
+                    optional=True,
+                    tooltip="Wan 2.2 A14B I2V: the high- and low-noise experts from Wan 2.2 Experts, in place of model and cfg. Previews and full samples switch expert at the boundary step, as two KSampler (Advanced) nodes split at that step do.",
+                ),
+                OpenCLIP.Input(
+                    "open_clip",
+                    optional=True,
+                    tooltip="An open_clip model from Open CLIP Loader: scores the candidates when connected (the paper uses CLIP ViT-B/32).",
+                ),
             ],
             outputs=[
-                io.Image.Output(display_name="images", tooltip="All chunks' frames in order (without the repeated guide frames when drop_repeated_frames is on)."),
-                io.Latent.Output(display_name="latents", tooltip="One batch row per chunk, each the full chunk; VAE Decode gives every chunk's frames one after another."),
+                io.Image.Output(
+                    display_name="images", tooltip="All chunks' frames in order (without the repeated guide frames when drop_repeated_frames is on)."
+                ),
+                io.Latent.Output(
+                    display_name="latents", tooltip="One batch row per chunk, each the full chunk; VAE Decode gives every chunk's frames one after another."
+                ),
                 io.String.Output(display_name="report", tooltip="Per chunk: every candidate seed with its score and the chosen seed; and the step count."),
             ],
         )
 
     @classmethod
-    def execute(cls, positive, negative, vae, guide_image, width, height, chunk_length, chunks, candidates, preview_steps, steps, cfg, sampler_name, scheduler, seed, guide_frames, drop_repeated_frames, model=None, clip_vision=None, open_clip=None, experts=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        positive,
+        negative,
+        vae,
+        guide_image,
+        width,
+        height,
+        chunk_length,
+        chunks,
+        candidates,
+        preview_steps,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        seed,
+        guide_frames,
+        drop_repeated_frames,
+        model=None,
+        clip_vision=None,
+        open_clip=None,
+        experts=None,
+    ) -> io.NodeOutput:
         if open_clip is None and clip_vision is None:
             raise ValueError("Connect a scorer for the candidates: clip_vision (for example clip_vision_h) or open_clip (Open CLIP Loader).")
         check_finite_number("cfg", cfg)
@@ -75,9 +173,30 @@ class KStepNoiseSearch(io.ComfyNode):
         conditioning = image_to_video(stages.models[0].model, clip_vision)
         conditioning.check(width, height, chunk_length, guide_frames)
         cost = SearchCost(candidates, preview_steps, steps)
-        sampler = _ChunkSampler(stages, vae, positive, negative, conditioning, (width, height, chunk_length), clip_vision, (sampler_name, scheduler), cost, FrameProgress(cost.total_steps(chunks), stages.models[0]))
+        sampler = _ChunkSampler(
+            stages,
+            vae,
+            positive,
+            negative,
+            conditioning,
+            (width, height, chunk_length),
+            clip_vision,
+            (sampler_name, scheduler),
+            cost,
+            FrameProgress(cost.total_steps(chunks), stages.models[0]),
+        )
         scorer = GuideScorer(open_clip if open_clip is not None else clip_vision_embedder(clip_vision))
-        results = search_chunks(chunks, candidates, seed, guide_image[-guide_frames:], sampler.preview, sampler.sample, scorer, lambda chunk: chunk.images[-guide_frames:], _log_candidate)
+        results = search_chunks(
+            chunks,
+            candidates,
+            seed,
+            guide_image[-guide_frames:],
+            sampler.preview,
+            sampler.sample,
+            scorer,
+            lambda chunk: chunk.images[-guide_frames:],
+            _log_candidate,
+        )
 
         images, latents = [], []
         lines = [f"k-Step Noise Search, {conditioning.family}, scored by {scorer_name} (min over frames of the cosine to the guide)"]
@@ -165,19 +284,45 @@ class _ChunkSampler:
     def _sample(self, guide, seed, steps):
         positive, negative, latent = self._condition(guide)
         first = self.stages.models[0]
-        latent_image = comfy.sample.fix_empty_latent_channels(first, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+        latent_image = comfy.sample.fix_empty_latent_channels(
+            first, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal")
+        )
         noise = comfy.sample.prepare_noise(latent_image, seed)
         if len(self.stages.models) == 1:
             return comfy.sample.sample(
-                first, noise, steps, self.stages.cfgs[0], self.sampler_name, self.scheduler, positive, negative, latent_image,
-                noise_mask=latent.get("noise_mask"), callback=self._step_done, disable_pbar=True, seed=seed,
+                first,
+                noise,
+                steps,
+                self.stages.cfgs[0],
+                self.sampler_name,
+                self.scheduler,
+                positive,
+                negative,
+                latent_image,
+                noise_mask=latent.get("noise_mask"),
+                callback=self._step_done,
+                disable_pbar=True,
+                seed=seed,
             )
         runs = self._expert_runs(steps)
         for k, (expert, start, stop) in enumerate(runs):
             latent_image = comfy.sample.sample(
-                self.stages.models[expert], noise if k == 0 else comfy.sample.prepare_empty_noise(latent_image), steps, self.stages.cfgs[expert],
-                self.sampler_name, self.scheduler, positive, negative, latent_image, start_step=start, last_step=stop,
-                force_full_denoise=k == len(runs) - 1, noise_mask=latent.get("noise_mask"), callback=self._step_done, disable_pbar=True, seed=seed,
+                self.stages.models[expert],
+                noise if k == 0 else comfy.sample.prepare_empty_noise(latent_image),
+                steps,
+                self.stages.cfgs[expert],
+                self.sampler_name,
+                self.scheduler,
+                positive,
+                negative,
+                latent_image,
+                start_step=start,
+                last_step=stop,
+                force_full_denoise=k == len(runs) - 1,
+                noise_mask=latent.get("noise_mask"),
+                callback=self._step_done,
+                disable_pbar=True,
+                seed=seed,
             )
         return latent_image
 

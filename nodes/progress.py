@@ -1,4 +1,5 @@
 """ComfyUI's progress bar with a preview of the latest finished latent frame."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """Prompt schedules: Prompt Frame Range tags a prompt with output frames; the samplers' guidance follows them."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
@@ -23,7 +24,9 @@ class PromptFrameRange(io.ComfyNode):
             inputs=[
                 io.Conditioning.Input("conditioning", tooltip="The prompt to schedule."),
                 io.Int.Input("start_frame", default=0, min=0, max=1_000_000, tooltip="First output latent frame made under this prompt."),
-                io.Int.Input("end_frame", default=-1, min=-1, max=1_000_000, tooltip="One past the last latent frame under this prompt; -1 = to the end of the video."),
+                io.Int.Input(
+                    "end_frame", default=-1, min=-1, max=1_000_000, tooltip="One past the last latent frame under this prompt; -1 = to the end of the video."
+                ),
             ],
             outputs=[io.Conditioning.Output(tooltip="The same conditioning, tagged with its frame range.")],
         )
@@ -41,7 +44,8 @@ def guidance_from_inputs(model, positive, negative, cfg, guider, length, experts
     if experts is not None and (guider is not None or model is not None):
         raise ValueError(
             "Connect the experts with positive and negative prompts, and neither a model nor a guider: each expert gets its own "
-            "CFG over the same prompts, which one GUIDER cannot carry.")
+            "CFG over the same prompts, which one GUIDER cannot carry."
+        )
     if guider is not None:
         if model is not None or positive is not None:
             raise ValueError("Connect either a guider or model + positive (+ negative), not both.")

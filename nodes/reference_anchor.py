@@ -1,4 +1,5 @@
 """Reference Anchor: a clean reference the samplers show the model in front of every window (samplers/anchoring.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,11 @@ class ReferenceAnchor(io.ComfyNode):
             "keep the first frame with retain_first_frame), so identity and colours stay with it over minutes. It is never written "
             "back or output; every model call sees one more latent frame.",
             inputs=[
-                io.Latent.Input("reference", optional=True, tooltip="A clean latent at the video's size, e.g. an image through VAE Encode: its first latent frame is the reference. Unconnected: the video's own first frame (the sampler's first clip, the clip it continues, or its first finished frame)."),
+                io.Latent.Input(
+                    "reference",
+                    optional=True,
+                    tooltip="A clean latent at the video's size, e.g. an image through VAE Encode: its first latent frame is the reference. Unconnected: the video's own first frame (the sampler's first clip, the clip it continues, or its first finished frame).",
+                ),
             ],
             outputs=[ANCHOR.Output(display_name="anchor", tooltip="Connect to the anchor input of the Diagonal Queue or Progressive AR sampler.")],
         )

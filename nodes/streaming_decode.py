@@ -4,6 +4,7 @@ Only one decoded tile is in memory at a time, so a video of any length is writte
 RAM, where VAE Decode would first build the whole float32 IMAGE (10,000 frames at 480x832 are
 about 47 GB).
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,7 +64,9 @@ def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
     """The latent's layout and channels must be what the VAE decodes; video tiles must overlap."""
     compression = vae.temporal_compression_decode()
     if samples.ndim == 5 and compression is None:
-        raise ValueError("This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model.")
+        raise ValueError(
+            "This VAE decodes single images, but the latent is a video latent [batch, channels, frames, height, width]. Use the VAE of the video model."
+        )
     if samples.ndim == 4 and compression is not None:
         raise ValueError(
             f"The latent is an image latent [batch, channels, height, width], but this VAE decodes video ({compression}x in time): "
@@ -71,9 +74,13 @@ def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
         )
     channels = getattr(vae, "latent_channels", None)
     if channels is not None and samples.shape[1] != channels:
-        raise ValueError(f"The latent has {samples.shape[1]} channels, but this VAE decodes {channels}-channel latents: connect the VAE of the model that made the latent.")
+        raise ValueError(
+            f"The latent has {samples.shape[1]} channels, but this VAE decodes {channels}-channel latents: connect the VAE of the model that made the latent."
+        )
     if compression is not None and compression > 1 and tile_overlap < 1:
-        raise ValueError(f"tile_overlap is 0, but with {compression}x temporal compression tiles must share at least one latent frame: set tile_overlap to 1 or more.")
+        raise ValueError(
+            f"tile_overlap is 0, but with {compression}x temporal compression tiles must share at least one latent frame: set tile_overlap to 1 or more."
+        )
 
 
 # LTX-2's audio latent frame is 4 mel frames (LATENT_DOWNSAMPLE_FACTOR in ComfyUI's audio_vae.py, not
@@ -88,7 +95,9 @@ def video_and_sound(latent: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         return latent_samples(latent, "samples"), None
     parts = samples.unbind()
     if len(parts) != 2:
-        raise ValueError(f"The samples input holds {len(parts)} nested latents; an audio-video LATENT holds two, the video and its sound (LTXV Concat AV Latent).")
+        raise ValueError(
+            f"The samples input holds {len(parts)} nested latents; an audio-video LATENT holds two, the video and its sound (LTXV Concat AV Latent)."
+        )
     video = latent_samples({"samples": parts[0]}, "samples (its video)")
     return video, parts[1]
 
@@ -96,13 +105,17 @@ def video_and_sound(latent: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
 def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, audio_vae, fps: float, compression) -> None:
     """An audio-video LATENT needs the LTX-2 audio VAE, and the audio VAE a LATENT with sound of the video's length."""
     if sound is not None and audio_vae is None:
-        raise ValueError("The LATENT carries sound (LTX-2 audio and video), but no audio_vae is connected: connect the Audio VAE "
-                         "(Load LTXV Audio VAE) to audio_vae to write the sound track, or pass only the video (LTXV Separate AV Latent).")
+        raise ValueError(
+            "The LATENT carries sound (LTX-2 audio and video), but no audio_vae is connected: connect the Audio VAE "
+            "(Load LTXV Audio VAE) to audio_vae to write the sound track, or pass only the video (LTXV Separate AV Latent)."
+        )
     if audio_vae is None:
         return
     if sound is None:
-        raise ValueError("audio_vae is connected, but the LATENT has no sound: connect LTX-2's audio-video LATENT (from the sampler, "
-                         "or LTXV Concat AV Latent), or disconnect audio_vae to write the video alone.")
+        raise ValueError(
+            "audio_vae is connected, but the LATENT has no sound: connect LTX-2's audio-video LATENT (from the sampler, "
+            "or LTXV Concat AV Latent), or disconnect audio_vae to write the video alone."
+        )
     model = getattr(audio_vae, "first_stage_model", None)
     if not hasattr(model, "vocoder") or not hasattr(model, "num_of_latents_from_frames"):
         raise ValueError("The audio_vae input is not LTX-2's audio VAE: load it with Load LTXV Audio VAE.")
@@ -110,8 +123,10 @@ def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, a
         raise ValueError("This audio VAE decodes without causal time convolutions, so its sound cannot be decoded a stretch at a time: use LTX-2's audio VAE.")
     expected = (video.shape[0], audio_vae.latent_channels, model.latent_frequency_bins)
     if sound.ndim != 4 or (sound.shape[0], sound.shape[1], sound.shape[3]) != expected or sound.shape[2] == 0:
-        raise ValueError(f"The LATENT's sound has shape {tuple(sound.shape)}; with this audio VAE and {video.shape[0]} video(s) it must be "
-                         f"[{expected[0]}, {expected[1]}, audio frames, {expected[2]}]: connect the audio VAE of the model that made the LATENT.")
+        raise ValueError(
+            f"The LATENT's sound has shape {tuple(sound.shape)}; with this audio VAE and {video.shape[0]} video(s) it must be "
+            f"[{expected[0]}, {expected[1]}, audio frames, {expected[2]}]: connect the audio VAE of the model that made the LATENT."
+        )
     check_finite_tensor(sound, "the LATENT's sound", "it would decode to noise; check the sampler or node that made it.")
     frames = decoded_length(video[:1], compression)
     paired = model.num_of_latents_from_frames(frames, fps)
@@ -167,7 +182,7 @@ def _vocoder_reach(vocoder) -> tuple[float, int]:
     for index, up in enumerate(vocoder.ups):
         reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate
         rate *= up.stride[0]
-        reach += max(_block_reach(block) for block in vocoder.resblocks[index * per_stage:(index + 1) * per_stage]) / rate
+        reach += max(_block_reach(block) for block in vocoder.resblocks[index * per_stage : (index + 1) * per_stage]) / rate
     return reach + (_block_reach(vocoder.act_post) + vocoder.conv_post.padding[0]) / rate, rate
 
 
@@ -267,8 +282,11 @@ def _tile_count(samples, tile, overlap, compression, first_frame) -> int:
     if samples.ndim == 4:
         return len(temporal_tiles(max(0, samples.shape[0] - first_frame), tile, 0)) if first_frame < samples.shape[0] else 0
     frames_per_video = compression * (samples.shape[2] - 1) + 1
-    return sum(len(tiles_from(samples.shape[2], tile, overlap, compression, max(0, first_frame - index * frames_per_video)))
-               for index in range(samples.shape[0]) if first_frame - index * frames_per_video < frames_per_video)
+    return sum(
+        len(tiles_from(samples.shape[2], tile, overlap, compression, max(0, first_frame - index * frames_per_video)))
+        for index in range(samples.shape[0])
+        if first_frame - index * frames_per_video < frames_per_video
+    )
 
 
 class DecodeToVideoFile(io.ComfyNode):
@@ -283,16 +301,49 @@ class DecodeToVideoFile(io.ComfyNode):
             "are crossfaded. With LTX-2's audio VAE, an audio-video LATENT's sound is decoded piece by piece alongside and written "
             "as the file's sound track, seamlessly. If the run is cancelled or fails, the frames written so far stay a playable video.",
             inputs=[
-                io.Latent.Input("samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."),
+                io.Latent.Input(
+                    "samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."
+                ),
                 io.Vae.Input("vae", tooltip="The VAE of the video model (Wan, LTX-Video, ...); its temporal compression sets how tiles line up."),
                 io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=1.0, tooltip="Frames per second of the file (Wan 16, LTX-Video 24)."),
-                io.String.Input("filename_prefix", default="longvideo/LongVideo", tooltip="Folder inside the output folder and the start of the file name; a counter and the extension are added. %width%, %height%, %year%, %month%, %day%, %hour%, %minute% and %second% are filled in when the file is written; %date:...% and %Node.widget% only by the editor when it queues the prompt."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="longvideo/LongVideo",
+                    tooltip="Folder inside the output folder and the start of the file name; a counter and the extension are added. %width%, %height%, %year%, %month%, %day%, %hour%, %minute% and %second% are filled in when the file is written; %date:...% and %Node.widget% only by the editor when it queues the prompt.",
+                ),
                 io.Combo.Input("format", options=list(FORMATS), default="mp4", tooltip="mp4: H.264. webm: VP9. Both yuv420p, which browsers and players show."),
-                io.Int.Input("crf", default=19, min=0, max=VP9_MAX_CRF, tooltip="Constant quality: lower is better and larger. H.264 takes 0-51 (19 is nearly lossless to the eye), VP9 0-63."),
-                io.Int.Input("tile_frames", default=16, min=1, max=4096, tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory."),
-                io.Int.Input("tile_overlap", default=2, min=0, max=2048, tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames."),
-                io.Boolean.Input("continue_video", default=True, optional=True, tooltip="For a latent from a sampler with Checkpoints: if this folder holds the video of the same run from a try that stopped part-way (same format, crf, fps and tiles), the frames it lacks are decoded and appended to it, not the whole video again; a finished one is output as it is. A part-way video with sound cannot be continued (the node says so): turn this off to write it anew. Off: always a new file."),
-                io.Vae.Input("audio_vae", optional=True, tooltip="LTX-2's audio VAE (Load LTXV Audio VAE), for an audio-video LATENT: its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length. Leave empty for a video-only LATENT."),
+                io.Int.Input(
+                    "crf",
+                    default=19,
+                    min=0,
+                    max=VP9_MAX_CRF,
+                    tooltip="Constant quality: lower is better and larger. H.264 takes 0-51 (19 is nearly lossless to the eye), VP9 0-63.",
+                ),
+                io.Int.Input(
+                    "tile_frames",
+                    default=16,
+                    min=1,
+                    max=4096,
+                    tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory.",
+                ),
+                io.Int.Input(
+                    "tile_overlap",
+                    default=2,
+                    min=0,
+                    max=2048,
+                    tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames.",
+                ),
+                io.Boolean.Input(
+                    "continue_video",
+                    default=True,
+                    optional=True,
+                    tooltip="For a latent from a sampler with Checkpoints: if this folder holds the video of the same run from a try that stopped part-way (same format, crf, fps and tiles), the frames it lacks are decoded and appended to it, not the whole video again; a finished one is output as it is. A part-way video with sound cannot be continued (the node says so): turn this off to write it anew. Off: always a new file.",
+                ),
+                io.Vae.Input(
+                    "audio_vae",
+                    optional=True,
+                    tooltip="LTX-2's audio VAE (Load LTXV Audio VAE), for an audio-video LATENT: its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length. Leave empty for a video-only LATENT.",
+                ),
             ],
             outputs=[io.Video.Output(tooltip="The written file as a VIDEO: Save Video copies it elsewhere, Get Video Components reads it back.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -313,7 +364,8 @@ class DecodeToVideoFile(io.ComfyNode):
         check_sound_for_audio_vae(latent, sound, audio_vae, fps, vae.temporal_compression_decode())
         compression = vae.spacial_compression_decode()
         full_output_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression)
+            filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression
+        )
         encoding = f"{format} crf {crf} at {fps:g} fps, tiles of {tile_frames} sharing {tile_overlap}" + (", with sound" if sound is not None else "")
         run = samples.get(RUN_KEY)
         earlier = _video_of_run(full_output_folder, filename, format, run, encoding) if continue_video and run else None
@@ -324,8 +376,10 @@ class DecodeToVideoFile(io.ComfyNode):
         if done < total:
             if done and sound is not None:
                 # the continuation's sound would start with its encoder's priming samples: an audible gap at the join
-                raise ValueError(f"{path} is this run's video with sound, stopped after {done} of {total} frames; a sound track cannot "
-                                 f"be continued without a gap. Turn continue_video off to write the whole video with its sound anew.")
+                raise ValueError(
+                    f"{path} is this run's video with sound, stopped after {done} of {total} frames; a sound track cannot "
+                    f"be continued without a gap. Turn continue_video off to write the whole video with its sound anew."
+                )
             if done:
                 logging.info("LongVideo: %s holds %d of the run's %d frames; decoding the rest onto it.", path, done, total)
             metadata = cls._metadata()

@@ -2,6 +2,7 @@
 
 No ComfyUI import: the unit tests load this module on its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ class VideoFileWriter:
     is removed.
     """
 
-    def __init__(self, path: str, fps: float, container: str = "mp4", crf: int = 19, metadata: dict | None = None,
-                 audio_rate: int | None = None, audio_channels: int = 2):
+    def __init__(
+        self, path: str, fps: float, container: str = "mp4", crf: int = 19, metadata: dict | None = None, audio_rate: int | None = None, audio_channels: int = 2
+    ):
         if container not in FORMATS:
             raise ValueError(f"Unknown video format {container!r}; choose one of {', '.join(FORMATS)}.")
         if audio_rate is not None and audio_channels not in AUDIO_LAYOUTS:
@@ -126,7 +128,11 @@ def append_video(path: str, continuation: str) -> None:
     with av.open(path) as first, av.open(continuation) as second:
         head, tail = first.streams.video[0], second.streams.video[0]
         if (head.codec_context.name, head.width, head.height, head.codec_context.extradata) != (
-                tail.codec_context.name, tail.width, tail.height, tail.codec_context.extradata):
+            tail.codec_context.name,
+            tail.width,
+            tail.height,
+            tail.codec_context.extradata,
+        ):
             raise ValueError(f"{continuation} was encoded with other settings than {path}, so it cannot continue it: use the same format, crf and size.")
         options = {"movflags": "use_metadata_tags"} if first.format.name.startswith("mov") else {}
         with av.open(joined, mode="w", format=first.format.name.split(",")[0], options=options) as out:

@@ -7,6 +7,7 @@ it goes in front of every window at level 0, is never written back and never emi
 model's prediction for it is dropped. To the model it is a clean frame given as condition, as a
 context chunk is (docs/algorithms.md §4). Each model call then sees ``r`` more frames.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional

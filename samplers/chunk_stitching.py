@@ -10,6 +10,7 @@ The same joining puts temporal decode tiles back together: a tile of n latent fr
 c x (n - 1) + 1 frames for a VAE with temporal compression c (Wan 4, LTX-Video 8), so tiles that
 share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,10 @@ def stream_join(chunks: Iterable[torch.Tensor], overlap: int, transition: str, f
     for index, chunk in enumerate(chunks):
         length = chunk.shape[frame_dim]
         if held is not None and held.shape[frame_dim] != overlap:
-            raise ValueError(f"Chunk {index} has {held_from_length} frames, fewer than 2 x overlap ({2 * overlap}), "
-                             "but is followed by another: a chunk between two others needs frames of its own between the two crossfades.")
+            raise ValueError(
+                f"Chunk {index} has {held_from_length} frames, fewer than 2 x overlap ({2 * overlap}), "
+                "but is followed by another: a chunk between two others needs frames of its own between the two crossfades."
+            )
         if length <= overlap:
             raise ValueError(f"Chunk {index + 1} has {length} frames; every chunk needs more frames than the overlap ({overlap}).")
         start = 0
@@ -94,8 +97,10 @@ def chunk_ranges(total: int, chunk_length: int, overlap: int) -> list[tuple[int,
     ranges = [(start, min(start + chunk_length, total)) for start in range(0, total, chunk_length)]
     last = ranges[-1][1] - ranges[-1][0] if ranges else 0
     if len(ranges) > 1 and last <= overlap:
-        raise ValueError(f"The batch has {total} frames: after {len(ranges) - 1} chunks of {chunk_length} the last chunk has only "
-                         f"{last}, not more than the overlap ({overlap}). Check chunk_length and overlap against the chunks in the batch.")
+        raise ValueError(
+            f"The batch has {total} frames: after {len(ranges) - 1} chunks of {chunk_length} the last chunk has only "
+            f"{last}, not more than the overlap ({overlap}). Check chunk_length and overlap against the chunks in the batch."
+        )
     return ranges
 
 
@@ -148,7 +153,7 @@ def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, tempo
     shared = decoded_overlap(overlap, temporal_compression) if len(ranges) > 1 else 0
     for block in stream_join(tiles, shared, "linear"):
         if skip < len(block):
-            yield block[max(0, skip):]
+            yield block[max(0, skip) :]
         skip -= len(block)
 
 
@@ -197,8 +202,7 @@ class ColourAnchor:
             shape = (1, 3, 1, 1)
             matched = (lab - mean.view(shape)) * (self.std / std.clamp_min(1e-6)).view(shape) + self.mean.view(shape)
         else:
-            matched = torch.stack(
-                [_interpolate(lab[:, c], _quantiles(lab[:, c], HISTOGRAM_LEVELS), self.quantiles[c]) for c in range(3)], dim=1)
+            matched = torch.stack([_interpolate(lab[:, c], _quantiles(lab[:, c], HISTOGRAM_LEVELS), self.quantiles[c]) for c in range(3)], dim=1)
         rgb = kornia.color.lab_to_rgb(matched, clip=True).movedim(1, -1).to(images)
         anchored = images[..., :3].lerp(rgb, strength)
         return torch.cat([anchored, images[..., 3:]], dim=-1)

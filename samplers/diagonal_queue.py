@@ -11,6 +11,7 @@ the most recently finished frames.
 All windows of an iteration read the queue as it was before the iteration (the Jacobi update of
 the reference), so evaluating windows one by one or batched gives the same numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -219,8 +220,13 @@ class QueueState:
     @classmethod
     def from_record(cls, tensors: dict, numbers: dict) -> "QueueState":
         # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
-        return cls(tensors["queue"], **{k: int(numbers[k]) for k in _QUEUE_NUMBERS}, generator=tensors.get("generator"), reference=tensors.get("reference"),
-                   reference_frame=int(numbers.get("reference_frame", 0)))
+        return cls(
+            tensors["queue"],
+            **{k: int(numbers[k]) for k in _QUEUE_NUMBERS},
+            generator=tensors.get("generator"),
+            reference=tensors.get("reference"),
+            reference_frame=int(numbers.get("reference_frame", 0)),
+        )
 
 
 _QUEUE_NUMBERS = ("in_flight", "position", "warmup", "iteration", "next_frame")
@@ -296,8 +302,24 @@ def generate(
         _check_resume(resume, frame_shape, layout, resume.warmup + num_frames)
         if reroll is not None and layout.reroll_position(reroll.from_frame, resume.warmup) < resume.position:
             raise_late_reroll(resume, reroll)
-    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback,
-                reference, resume, reroll)
+    return _run(
+        as_experts(denoise),
+        frame_shape,
+        sigmas,
+        layout,
+        num_frames,
+        space,
+        clip,
+        eta,
+        generator,
+        prompt_of_frame,
+        windows_per_call,
+        device,
+        callback,
+        reference,
+        resume,
+        reroll,
+    )
 
 
 def _check_resume(state: QueueState, frame_shape, layout: QueueLayout, total: int) -> None:
@@ -310,27 +332,56 @@ def _check_resume(state: QueueState, frame_shape, layout: QueueLayout, total: in
         )
 
 
-def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, windows_per_call, device, callback, reference, resume, reroll):
+def _run(
+    experts,
+    frame_shape,
+    sigmas,
+    layout,
+    num_frames,
+    space,
+    clip,
+    eta,
+    generator,
+    prompt_of_frame,
+    windows_per_call,
+    device,
+    callback,
+    reference,
+    resume,
+    reroll,
+):
     if resume is None:
         progress = IterationCounter(layout.iterations(num_frames, None if clip is None else clip.shape[FRAME_DIM]), callback)
         given = None if reference is FIRST_FRAME else reference
         if clip is None:
             batch, channels, height, width = frame_shape
             noise = fresh_noise((batch, channels, layout.window, height, width), generator, torch.zeros(1, device=device))
-            clip = sample_clip(experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), reference=given, callback=progress.step)
+            clip = sample_clip(
+                experts, noise, sigmas, space=space, eta=eta, generator=generator, prompt=prompt_of_frame(0), reference=given, callback=progress.step
+            )
         queue, warmup = initial_queue(clip, sigmas, layout, space, generator)
         total = warmup + num_frames
         # frames that will never leave the queue are not kept
         queue = queue[:, :, : layout.context_slots + min(layout.slots, total)]
         # the clip's last frames become output frames 0, 1, ...: its first frame is frame 0 or one before it
         first_of_clip = min(0, layout.slots - clip.shape[FRAME_DIM])
-        state = QueueState(queue, layout.in_flight(0, total), 0, warmup, progress.done, 0, reference=clip[:, :, :1] if reference is FIRST_FRAME else given,
-                           reference_frame=first_of_clip if reference is FIRST_FRAME else 0)
+        state = QueueState(
+            queue,
+            layout.in_flight(0, total),
+            0,
+            warmup,
+            progress.done,
+            0,
+            reference=clip[:, :, :1] if reference is FIRST_FRAME else given,
+            reference_frame=first_of_clip if reference is FIRST_FRAME else 0,
+        )
     else:
         state = resume_on(resume, generator, device)
         progress = IterationCounter(state.iteration - state.position + layout.queue_iterations(state.warmup + num_frames), callback, state.iteration)
     layout = split_at_expert_boundary(layout, experts, sigmas)
-    for position, frames, after in _run_queue(experts, state, sigmas, layout, state.warmup + num_frames, space, eta, generator, windows_per_call, prompt_of_frame, reroll):
+    for position, frames, after in _run_queue(
+        experts, state, sigmas, layout, state.warmup + num_frames, space, eta, generator, windows_per_call, prompt_of_frame, reroll
+    ):
         index = position - state.warmup
         if index < 0 < index + frames.shape[FRAME_DIM]:
             yield index, frames[:, :, :-index]
@@ -409,9 +460,15 @@ def _run_queue(experts, state, sigmas, layout, total, space, eta, generator, win
             finished = queue[:, :, front : front + min(g, in_flight)].clone()
             queue = torch.cat([queue[:, :, enqueue:], *tail], dim=FRAME_DIM)
         done = position + block
-        state = replace(state, queue=queue, in_flight=max(0, layout.in_flight(done, total)), position=done,
-                        iteration=state.iteration + block, next_frame=max(0, min(done * g, total) - state.warmup),
-                        generator=None if generator is None else generator.get_state())
+        state = replace(
+            state,
+            queue=queue,
+            in_flight=max(0, layout.in_flight(done, total)),
+            position=done,
+            iteration=state.iteration + block,
+            next_frame=max(0, min(done * g, total) - state.warmup),
+            generator=None if generator is None else generator.get_state(),
+        )
         yield (done - 1) * g, finished, state
         position = done
 
@@ -450,7 +507,9 @@ def _run_ahead(experts, queue, split, plans, enqueues, space, eta, generator, si
     for (front, _, now, nxt, frames, calls), enqueue in zip(plans, enqueues):
         states.append(generator.get_state() if eta > 0 else None)
         noise, tail = _draw_noise(noisy, generator, eta, sigmas, enqueue, kept=front - context)
-        noisy = _advance(experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, frames, space, eta, noise, queue_state)
+        noisy = _advance(
+            experts, [call for call in calls if call[2].windows[0].start >= front + split], noisy, now, nxt, frames, space, eta, noise, queue_state
+        )
         crossing.append(noisy[:, :, front + split : front + split + g].clone())  # a copy: a view would keep the whole queue alive
         noisy = torch.cat([noisy[:, :, enqueue:], *tail], dim=FRAME_DIM)
     replay = torch.Generator(device=generator.device) if eta > 0 else None

@@ -9,6 +9,7 @@ Switching experts costs a model load when only one fits in memory, so the sample
 calls: all calls of one expert, then the next, starting each iteration with the expert the last
 one ended with. ``switches`` counts the changes of expert between consecutive calls.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union

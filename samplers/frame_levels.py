@@ -5,6 +5,7 @@ own sigma. Sigmas follow ComfyUI's k-diffusion convention: a noisy latent is eit
 ``x0 + sigma * noise`` (variance exploding: EPS / V-prediction models) or
 ``(1 - sigma) * x0 + sigma * noise`` (rectified flow: Wan, LTX-Video, HunyuanVideo).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

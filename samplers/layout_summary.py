@@ -9,6 +9,7 @@ they run on, each slot also has the expert that denoises it (-1 for clean contex
 windows and cost are those the sampler runs with the experts. Everything comes from the layouts
 and functions the samplers run with, so the drawing cannot drift from the sampling.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ class ExpertSchedule:
         return None
 
 
-def queue_summary(layout: QueueLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0,
-                  experts: Optional[ExpertSchedule] = None) -> dict:
+def queue_summary(
+    layout: QueueLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0, experts: Optional[ExpertSchedule] = None
+) -> dict:
     """The diagonal queue of one steady-state iteration.
 
     ``steps`` is the connected scheduler's step count, if known; ``length`` the output latent
@@ -113,8 +115,9 @@ def _queue_run_calls(layout: QueueLayout, first_written: list[int], length: int)
     return layout.levels + sum(min(iterations, max(0, -(-(total - offset) // g))) for offset in offsets)
 
 
-def window_summary(layout: ChunkLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0,
-                   experts: Optional[ExpertSchedule] = None) -> dict:
+def window_summary(
+    layout: ChunkLayout, steps: Optional[int] = None, length: Optional[int] = None, reference_frames: int = 0, experts: Optional[ExpertSchedule] = None
+) -> dict:
     """The progressive window right after a shift, when it is full.
 
     Without a usable ``steps`` the window is drawn for PA-VDM's own setting, one step per noisy

@@ -14,6 +14,7 @@ With the official setting ``T = chunk * window_chunks`` this reproduces the leve
 reference, ``tau(j, s) = 1000 * (c (j + 1) - s) / F`` (the ComfyUI schedule replaces its
 timestep transform).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -138,14 +139,25 @@ class WindowState:
         """Its tensors and its numbers, for a file."""
         tensors = {"context": self.context, "generator": self.generator, "reference": self.reference}
         tensors.update((f"chunk_{j}", latent) for j, latent in self.chunks.items())
-        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {"call": self.call, "next_frame": self.next_frame, "reference_frame": self.reference_frame}
+        return {k: v.cpu() for k, v in tensors.items() if v is not None}, {
+            "call": self.call,
+            "next_frame": self.next_frame,
+            "reference_frame": self.reference_frame,
+        }
 
     @classmethod
     def from_record(cls, tensors: dict, numbers: dict) -> "WindowState":
-        chunks = {int(name[len("chunk_"):]): latent for name, latent in tensors.items() if name.startswith("chunk_")}
-        return cls(int(numbers["call"]), int(numbers["next_frame"]), tensors.get("context"), dict(sorted(chunks.items())),
-                   # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
-                   tensors.get("generator"), tensors.get("reference"), int(numbers.get("reference_frame", 0)))
+        chunks = {int(name[len("chunk_") :]): latent for name, latent in tensors.items() if name.startswith("chunk_")}
+        return cls(
+            int(numbers["call"]),
+            int(numbers["next_frame"]),
+            tensors.get("context"),
+            dict(sorted(chunks.items())),
+            # a record saved before the reference's frame was kept has none: its run's denoisers did not read frames
+            tensors.get("generator"),
+            tensors.get("reference"),
+            int(numbers.get("reference_frame", 0)),
+        )
 
 
 def generate(
@@ -195,8 +207,9 @@ def generate(
         _check_resume(resume, frame_shape, layout, num_frames, len(sigmas) - 1)
         if reroll is not None and reroll_call(reroll.from_frame, layout.chunk, layout.window_chunks, len(sigmas) - 1) < resume.call:
             raise_late_reroll(resume, reroll)
-    return _run(as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback,
-                reference, resume, reroll)
+    return _run(
+        as_experts(denoise), frame_shape, sigmas, layout, num_frames, space, clip, eta, generator, prompt_of_frame, device, callback, reference, resume, reroll
+    )
 
 
 def _check_resume(state: WindowState, frame_shape, layout: ChunkLayout, num_frames: int, steps: int) -> None:
@@ -258,8 +271,15 @@ def _run(experts, frame_shape, sigmas, layout, num_frames, space, clip, eta, gen
             if reference is FIRST_FRAME and reference_frames is None:
                 reference_frames, reference_frame = context[:, :, :1], 0
         next_frame = (head + 1) * layout.chunk if finished else state.next_frame
-        state = WindowState(call + 1, min(num_frames, next_frame), context, dict(chunks), None if generator is None else generator.get_state(), reference_frames,
-                            reference_frame)
+        state = WindowState(
+            call + 1,
+            min(num_frames, next_frame),
+            context,
+            dict(chunks),
+            None if generator is None else generator.get_state(),
+            reference_frames,
+            reference_frame,
+        )
         if finished:
             yield head * layout.chunk, context
         progress.step(context if finished else None, state)

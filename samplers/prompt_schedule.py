@@ -4,6 +4,7 @@ Each conditioning entry may carry a frame range ``(start, stop)`` (``stop`` None
 entries without one apply to every frame. Frames whose set of active entries is the same share a
 prompt, so a schedule is a list of entry groups plus the group of every frame.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -6,6 +6,7 @@ the queue or window and their levels, the random generator's state, the referenc
 sampler reports it after every iteration it can go on from (frame_levels.Progress.state), and a
 run given it back goes on with the same bits as one that never stopped (docs/algorithms.md §5).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -61,6 +62,5 @@ def check_frames(tensor: torch.Tensor, frame_shape, frames: int, what: str) -> N
 
 def raise_late_reroll(state, reroll: Reroll) -> None:
     raise ValueError(
-        f"The state is at frame {state.next_frame}, past the re-roll's frame {reroll.from_frame}: re-roll from a state saved at or "
-        f"before the frame."
+        f"The state is at frame {state.next_frame}, past the re-roll's frame {reroll.from_frame}: re-roll from a state saved at or before the frame."
     )

@@ -10,6 +10,7 @@ and its units enter as noise together, are denoised by the same call and leave t
 denoiser unpacks, which is why every denoiser is told the output-frame index of every frame it sees
 (docs/algorithms.md §6).
 """
+
 from __future__ import annotations
 
 import math
@@ -108,7 +109,9 @@ class FramePacking:
         for n in range(rows):
             row_units = units[n].movedim(self.stream.time_dim, 1).reshape(-1, self.stream.unit_elements)
             if row_units.shape[0] != int(owned[n].sum()):
-                raise ValueError(f"Row {n}'s frames {frames[n].tolist()} own {int(owned[n].sum())} units of the second stream, but it was given {row_units.shape[0]}.")
+                raise ValueError(
+                    f"Row {n}'s frames {frames[n].tolist()} own {int(owned[n].sum())} units of the second stream, but it was given {row_units.shape[0]}."
+                )
             packed_units[n][owned[n]] = row_units.to(slots)
         return slots.view(rows, 1, length, 1, self.frame_elements)
 

@@ -3,6 +3,7 @@
 A test skips when something it needs is missing (a ComfyUI checkout, Chromium, playwright); CI
 installs all of it, so there a skip means a broken setup and must not pass quietly.
 """
+
 import os
 
 import pytest

@@ -8,6 +8,7 @@ variance 1, correlation ``beta`` with its own frame, ``beta * rho^|f - g|`` with
 ``beta^2 * rho^|f - g|`` with a unit of frame ``g``. Each unit sits at the level of its frame's slot;
 the posterior mean over a packed window is one linear solve per element over its video frames and units.
 """
+
 from __future__ import annotations
 
 import math

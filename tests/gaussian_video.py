@@ -5,6 +5,7 @@ channels and pixels independent, the mean set by the prompt index ``p``. A frame
 ``a * x0 + sigma * noise`` with ``a = 1`` (variance exploding) or ``a = 1 - sigma`` (rectified
 flow), so ``E[x0 | x]`` is a per-pixel linear solve over the frames of the window.
 """
+
 from __future__ import annotations
 
 import torch

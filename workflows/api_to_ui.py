@@ -5,6 +5,7 @@ Usage: python workflows/api_to_ui.py OBJECT_INFO.json workflows/api/NAME.json ex
 OBJECT_INFO.json is a live server's /object_info; it says which inputs are widgets, in which order
 the editor stores their values, and the type of every socket.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,17 +120,33 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
             {"name": name, "type": kind, "links": out_links.get((node_id, slot), []), "slot_index": slot}
             for slot, (name, kind) in enumerate(zip(info["output_name"], info["output"]))
         ]
-        nodes.append({
-            "id": int(node_id), "type": node["class_type"], "pos": [column * COLUMN_WIDTH, row * ROW_HEIGHT],
-            "size": [320, 120 + 26 * len(widgets)], "flags": {}, "order": 0, "mode": 0,
-            "inputs": inputs, "outputs": outputs, "title": node.get("_meta", {}).get("title", node["class_type"]),
-            "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets,
-        })
+        nodes.append(
+            {
+                "id": int(node_id),
+                "type": node["class_type"],
+                "pos": [column * COLUMN_WIDTH, row * ROW_HEIGHT],
+                "size": [320, 120 + 26 * len(widgets)],
+                "flags": {},
+                "order": 0,
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": outputs,
+                "title": node.get("_meta", {}).get("title", node["class_type"]),
+                "properties": {"Node name for S&R": node["class_type"]},
+                "widgets_values": widgets,
+            }
+        )
     for order, node in enumerate(sorted(nodes, key=lambda n: (depths[str(n["id"])], n["id"]))):
         node["order"] = order
     return {
-        "last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
-        "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+        "last_node_id": max(n["id"] for n in nodes),
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+        "version": 0.4,
     }
 
 

@@ -3,6 +3,7 @@
 websocket-client is optional: without it `connect` gives None, and the command shows no progress
 and waits for the result through /history (comfy_http), so it still runs from any Python.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """What the command prints while a prompt runs: one updating progress line on a terminal, and the
 line to show for each of ComfyUI's progress events."""
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 The answers come in the shapes of ComfyUI's server.post_prompt, execution.validate_prompt and
 PromptExecutor; where 0.8 and 0.33 differ, both are read.
 """
+
 from __future__ import annotations
 
 # The type of validate_prompt's error for a node type it lacks: "invalid_prompt" up to ComfyUI 0.8,
@@ -72,8 +73,7 @@ def node_error_lines(node_errors: dict) -> list[str]:
 def explain_execution_error(data: dict) -> str:
     """Text for an `execution_error` message (or history status message)."""
     message = str(data.get("exception_message", "")).strip()
-    return (f"{node_label_from_event(data)} failed: {data.get('exception_type', 'error')}: {message}\n"
-            "The ComfyUI console shows the traceback.")
+    return f"{node_label_from_event(data)} failed: {data.get('exception_type', 'error')}: {message}\nThe ComfyUI console shows the traceback."
 
 
 def node_label_from_event(data: dict) -> str:

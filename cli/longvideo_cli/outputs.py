@@ -1,4 +1,5 @@
 """A finished prompt's outputs (its /history entry): the files and texts it made, where they are, downloads."""
+
 from __future__ import annotations
 
 import urllib.parse

@@ -1,4 +1,5 @@
 """The command's overrides (--prompt, --negative, --frames, --seed, --model, --set) applied to a workflow."""
+
 from __future__ import annotations
 
 import copy
@@ -11,6 +12,7 @@ from .workflow_file import is_link, node_label
 LONG_VIDEO_SAMPLERS_WITH_LENGTH = ("LongVideoDiagonalQueueSampler", "LongVideoProgressiveARSampler")
 SEED_INPUTS = ("seed", "noise_seed")
 MODEL_FILE_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx")
+
 
 @dataclass(frozen=True)
 class Change:
@@ -32,7 +34,7 @@ _UNSET = object()
 
 def _short(value, limit: int = 70) -> str:
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit - 4] + "...\""
+    return text if len(text) <= limit else text[: limit - 4] + '..."'
 
 
 def _change(workflow: dict, node_id: str, input_name: str, new, unit: str = "") -> Change:
@@ -72,10 +74,12 @@ def apply_overrides(workflow: dict, overrides: Overrides) -> tuple[dict, list[Ch
 
 
 def set_seed(workflow: dict, seed: int) -> list[Change]:
-    changes = [_change(workflow, node_id, name, seed)
-               for node_id, node in workflow.items()
-               for name in SEED_INPUTS
-               if name in node["inputs"] and not is_link(node["inputs"][name])]
+    changes = [
+        _change(workflow, node_id, name, seed)
+        for node_id, node in workflow.items()
+        for name in SEED_INPUTS
+        if name in node["inputs"] and not is_link(node["inputs"][name])
+    ]
     if not changes:
         raise UsageError("--seed: the workflow has no seed or noise_seed input.")
     return changes
@@ -92,10 +96,12 @@ def set_frames(workflow: dict, frames: int) -> list[Change]:
         node_id = noise_search[0]
         raise UsageError(
             f"--frames: {node_label(workflow, node_id)} has no length; it makes `chunks` chunks of `chunk_length` "
-            f"frames each. Set the number of chunks with --set {node_id}.chunks=N.")
+            f"frames each. Set the number of chunks with --set {node_id}.chunks=N."
+        )
     raise UsageError(
         "--frames sets the `length` of a Diagonal Queue or Progressive AR sampler, and this workflow has neither; "
-        "use --set ID.INPUT=N for the node that sets its length.")
+        "use --set ID.INPUT=N for the node that sets its length."
+    )
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -106,10 +112,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 
 def replace_model_file(workflow: dict, old: str, new: str) -> list[Change]:
-    changes = [_change(workflow, node_id, name, new)
-               for node_id, node in workflow.items()
-               for name, value in list(node["inputs"].items())
-               if value == old]
+    changes = [_change(workflow, node_id, name, new) for node_id, node in workflow.items() for name, value in list(node["inputs"].items()) if value == old]
     if not changes:
         used = sorted(model_files(workflow))
         listed = ", ".join(used) if used else "none"
@@ -118,8 +121,7 @@ def replace_model_file(workflow: dict, old: str, new: str) -> list[Change]:
 
 
 def model_files(workflow: dict) -> set[str]:
-    return {value for node in workflow.values() for value in node["inputs"].values()
-            if isinstance(value, str) and value.lower().endswith(MODEL_FILE_SUFFIXES)}
+    return {value for node in workflow.values() for value in node["inputs"].values() if isinstance(value, str) and value.lower().endswith(MODEL_FILE_SUFFIXES)}
 
 
 def parse_set_spec(spec: str) -> tuple[str, str, object]:
@@ -144,31 +146,34 @@ def set_input(workflow: dict, node_id: str, input_name: str, value) -> Change:
 
 # --- following conditioning back to the text encoders ------------------------------------------
 
+
 def set_prompt_text(workflow: dict, side: str, text: str) -> Change:
     """Set `text` on the one text encoder behind the samplers' `side` (positive or negative) input."""
     option = "--prompt" if side == "positive" else "--negative"
     encoders = text_encoders_on(workflow, side)
     other_side = text_encoders_on(workflow, "negative" if side == "positive" else "positive")
     if not encoders:
-        raise UsageError(f"{option}: no text encoder found behind a sampler's {side} input; "
-                         "set the text with --set ID.text=\"...\".")
+        raise UsageError(f'{option}: no text encoder found behind a sampler\'s {side} input; set the text with --set ID.text="...".')
     if len(encoders) > 1:
         listed = ", ".join(node_label(workflow, node_id) for node_id in sorted(encoders, key=_id_order))
         raise UsageError(
             f"{option}: the {side} conditioning comes from {len(encoders)} text encoders ({listed}), e.g. a prompt "
-            "schedule; set each text with --set ID.text=\"...\".")
+            'schedule; set each text with --set ID.text="...".'
+        )
     [encoder] = encoders
     if encoder in other_side:
-        raise UsageError(f"{option}: {node_label(workflow, encoder)} feeds both the positive and the negative input; "
-                         "set its text with --set ID.text=\"...\" if that is what you mean.")
+        raise UsageError(
+            f"{option}: {node_label(workflow, encoder)} feeds both the positive and the negative input; "
+            'set its text with --set ID.text="..." if that is what you mean.'
+        )
     inputs = workflow[encoder]["inputs"]
     if "text" not in inputs:
-        raise UsageError(f"{option}: {node_label(workflow, encoder)} has no `text` input; "
-                         f"set its prompt inputs with --set {encoder}.INPUT=\"...\".")
+        raise UsageError(f'{option}: {node_label(workflow, encoder)} has no `text` input; set its prompt inputs with --set {encoder}.INPUT="...".')
     if is_link(inputs["text"]):
         source = inputs["text"][0]
-        raise UsageError(f"{option}: the text of {node_label(workflow, encoder)} comes from "
-                         f"{node_label(workflow, source)}; set it there with --set {source}.INPUT=\"...\".")
+        raise UsageError(
+            f'{option}: the text of {node_label(workflow, encoder)} comes from {node_label(workflow, source)}; set it there with --set {source}.INPUT="...".'
+        )
     return _change(workflow, encoder, "text", text)
 
 
@@ -182,11 +187,8 @@ def conditioning_consumers(workflow: dict) -> list[str]:
     That is the sampler (or guider) end of the conditioning chain: LTXVConditioning and its kind
     also take `positive`, but pass it on to the sampler.
     """
-    fed_as_conditioning = {value[0] for node in workflow.values()
-                           for name, value in node["inputs"].items()
-                           if _is_conditioning_input(name) and is_link(value)}
-    return [node_id for node_id, node in workflow.items()
-            if is_link(node["inputs"].get("positive")) and node_id not in fed_as_conditioning]
+    fed_as_conditioning = {value[0] for node in workflow.values() for name, value in node["inputs"].items() if _is_conditioning_input(name) and is_link(value)}
+    return [node_id for node_id, node in workflow.items() if is_link(node["inputs"].get("positive")) and node_id not in fed_as_conditioning]
 
 
 def text_encoders_on(workflow: dict, side: str) -> set[str]:
@@ -220,4 +222,3 @@ def _encoders_behind(workflow: dict, link: list, visited: set) -> set[str]:
 
 def _is_conditioning_input(name: str) -> bool:
     return name in ("positive", "negative") or name.startswith("conditioning")
-

@@ -1,4 +1,5 @@
 """One prompt on ComfyUI, from queueing it to its report: progress, Ctrl-C, outputs and downloads."""
+
 from __future__ import annotations
 
 import time
@@ -10,8 +11,7 @@ from .comfy_http import ComfyHttp, HttpError, NotComfyUI, ServerUnreachable
 from .comfy_websocket import ComfyEvents, EventsLost
 from .display import Display, describe_event
 from .exit_codes import EXIT_INTERRUPTED, EXIT_PROMPT_FAILED, EXIT_SUCCESS
-from .explain import (explain_rejection, failure_text, names_a_missing_node_type, node_error_lines, node_label_from_event,
-                      status_message)
+from .explain import explain_rejection, failure_text, names_a_missing_node_type, node_error_lines, node_label_from_event, status_message
 from .outputs import download_path, output_files, report_outputs
 
 # After Ctrl-C, how long to wait for ComfyUI to confirm that it stopped the prompt.
@@ -19,8 +19,7 @@ INTERRUPT_CONFIRM_S = 15.0
 # The longest single wait for an event, so that a --timeout is noticed while ComfyUI is silent.
 EVENT_WAIT_S = 1.0
 TERMINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
-NO_PROGRESS_NOTE = ("no progress shown: the websocket-client package is not installed "
-                    "(pip install websocket-client); waiting for the result through /history")
+NO_PROGRESS_NOTE = "no progress shown: the websocket-client package is not installed (pip install websocket-client); waiting for the result through /history"
 
 
 class PromptRun:
@@ -52,8 +51,7 @@ class PromptRun:
             if events is not None:
                 events.close()
         if entry is None:
-            self.display.error(f"the prompt did not finish within {self.timeout:g} s; it keeps running on "
-                               f"ComfyUI (prompt id {self.prompt_id}).")
+            self.display.error(f"the prompt did not finish within {self.timeout:g} s; it keeps running on ComfyUI (prompt id {self.prompt_id}).")
             return EXIT_PROMPT_FAILED
         return self._report(entry, time.monotonic() - started)
 
@@ -117,8 +115,7 @@ class PromptRun:
                 self.http.interrupt(self.prompt_id)
                 entry = self.http.wait_for_finished_entry(self.prompt_id, time.monotonic() + INTERRUPT_CONFIRM_S)
                 interrupted = status_message(entry, "execution_interrupted") if entry else None
-                self.display.line(f"ComfyUI interrupted it at {node_label_from_event(interrupted)}" if interrupted
-                                  else "asked ComfyUI to interrupt it")
+                self.display.line(f"ComfyUI interrupted it at {node_label_from_event(interrupted)}" if interrupted else "asked ComfyUI to interrupt it")
             elif self.prompt_id in waiting:
                 self.http.delete_from_queue(self.prompt_id)
                 self.display.line("removed it from ComfyUI's queue")

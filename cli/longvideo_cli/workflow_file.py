@@ -1,4 +1,5 @@
 """Loading an API-format workflow file and naming its nodes."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def is_ui_workflow(data) -> bool:
 
 
 def ui_workflow_message(path: Path) -> str:
-    message = (f"{path} is an editor (UI-format) workflow, with \"nodes\" and \"links\"; this command needs the "
-               "API format. Open it in ComfyUI and save it with Workflow > Export (API)")
+    message = (
+        f'{path} is an editor (UI-format) workflow, with "nodes" and "links"; this command needs the '
+        "API format. Open it in ComfyUI and save it with Workflow > Export (API)"
+    )
     api_twin = PACK_ROOT / "workflows" / "api" / path.name
     if api_twin.is_file() and api_twin.resolve() != path.resolve():
         return f"{message}, or use its API twin {api_twin}."

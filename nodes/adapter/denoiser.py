@@ -31,6 +31,7 @@ positions its frames and its sound have in a call on the whole video, up to a sh
 (RoPE sees only differences, also between the streams): every frame ``scale`` pixel frames (non-causal
 positioning) and the audio latents numbered from where they sit in the whole sound (WindowPositions).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -218,8 +219,15 @@ class FramewiseDenoiser:
         ratio = self._ratio_rows(x.shape[0]).to(timestep)
         return executor(x, timestep[:, None] * ratio, *args, **kwargs)
 
-    def denoise_audio_video(self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0,
-                            positions: Optional[WindowPositions] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def denoise_audio_video(
+        self,
+        video: torch.Tensor,
+        video_sigmas: torch.Tensor,
+        audio: torch.Tensor,
+        audio_sigmas: torch.Tensor,
+        prompt: int = 0,
+        positions: Optional[WindowPositions] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x0 of audio-video windows (MiniMax H3, LTX-2), in model space, every frame and audio unit at its own level.
 
         ``video`` ``[N, C, F, H, W]`` with ``video_sigmas`` ``[N, F]``; ``audio`` in the family's layout
@@ -298,8 +306,13 @@ class FramewiseDenoiser:
             from comfy.ldm.lightricks.symmetric_patchifier import AudioPatchifier
 
             transformer.a_patchifier = AudioPatchifier(
-                audio_patchifier.patch_size[1], audio_patchifier.sample_rate, audio_patchifier.hop_length, audio_patchifier.audio_latent_downsample_factor,
-                is_causal=False, start_end=audio_patchifier.start_end, shift=positions.audio_shift,
+                audio_patchifier.patch_size[1],
+                audio_patchifier.sample_rate,
+                audio_patchifier.hop_length,
+                audio_patchifier.audio_latent_downsample_factor,
+                is_causal=False,
+                start_end=audio_patchifier.start_end,
+                shift=positions.audio_shift,
             )
         try:
             return executor(*args, **kwargs)
@@ -389,7 +402,9 @@ def run_with_framewise_denoisers(
         if index == len(guiders):
             body(denoisers)
             return
-        run_with_framewise_denoiser(guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape)
+        run_with_framewise_denoiser(
+            guiders[index], call_shape, sigmas, seed, lambda denoiser, _sigmas: enter(index + 1, [*denoisers, denoiser]), before_call, sound_shape
+        )
 
     enter(0, [])
 
@@ -412,6 +427,7 @@ class ExpertLoader:
             if index != self.loaded:
                 self._load(index)
             return denoiser(x, sigmas, prompt, frames)
+
         return call
 
     def _load(self, index: int) -> None:

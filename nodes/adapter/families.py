@@ -1,4 +1,5 @@
 """Which family a ComfyUI model belongs to, how it takes a noise level per frame, and its latent layouts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

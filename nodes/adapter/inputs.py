@@ -1,4 +1,5 @@
 """What the per-frame run checks before any work: the schedule, and the latent against the model."""
+
 from __future__ import annotations
 
 import torch

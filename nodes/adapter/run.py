@@ -5,6 +5,7 @@ sampler alike: the model family and its latent layout, the largest call ComfyUI 
 window batching, loading the model and preparing the conditioning, the output buffer the
 frames stream into, progress with previews, and the checks for cancel.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,11 +19,11 @@ import torch
 from ...samplers.anchoring import FIRST_FRAME, reference_frames
 from ...samplers.experts import Experts, check_boundaries
 from ...samplers.frame_levels import Denoiser, Progress
+from ...samplers.streams import FramePacking
 from ..checkpoints import RunCheckpoints, RunSettings, digest, model_fingerprint
 from ..input_checks import check_finite_number, check_finite_tensor, latent_samples
 from ..progress import FrameProgress
 from .denoiser import ExpertLoader, PromptScheduleGuider, run_with_framewise_denoisers
-from ...samplers.streams import FramePacking
 from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 from .inputs import check_latent_channels, check_sigmas
 from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, packed_video, sound_units
@@ -104,16 +105,23 @@ def sample_video(
     late = [_BoundInsideSampling() for _ in guidance.guiders]
     denoise = late[0] if len(late) == 1 else Experts(late, guidance.boundaries, guidance.switch_every)
     generated = sampler(
-        denoise, plan.frame_shape, sigmas,
-        layout=layout, num_frames=length, space=noise_space(model),
+        denoise,
+        plan.frame_shape,
+        sigmas,
+        layout=layout,
+        num_frames=length,
+        space=noise_space(model),
         clip=plan.model_clip,
-        eta=eta, generator=torch.Generator().manual_seed(seed),
+        eta=eta,
+        generator=torch.Generator().manual_seed(seed),
         prompt_of_frame=guidance.prompt_of_frame if resumption is None else resumption.prompt_of_frame,
-        windows_per_call=plan.windows_per_call, device=device,
+        windows_per_call=plan.windows_per_call,
+        device=device,
         callback=progress if recorder is None else _Saving(recorder, output, progress),
         reference=reference,
         resume=None if resumption is None else resumption.state,
-        reroll=None if resumption is None else resumption.reroll)
+        reroll=None if resumption is None else resumption.reroll,
+    )
 
     def stream_into_output(framewise_denoisers):
         _bind_denoisers(late, framewise_denoisers, guidance, plan)
@@ -122,8 +130,15 @@ def sample_video(
                 output[:, :, index : index + block.shape[2]] = plan.host_frames(model, index, block).to(output)
 
     try:
-        run_with_framewise_denoisers(list(guidance.guiders), plan.call_shape, sigmas, seed, stream_into_output,
-                                     comfy.model_management.throw_exception_if_processing_interrupted, plan.sound_shape)
+        run_with_framewise_denoisers(
+            list(guidance.guiders),
+            plan.call_shape,
+            sigmas,
+            seed,
+            stream_into_output,
+            comfy.model_management.throw_exception_if_processing_interrupted,
+            plan.sound_shape,
+        )
     except BaseException:
         if recorder is not None:
             recorder.stopped(output)
@@ -148,7 +163,8 @@ def _input_video(guidance: Guidance, latent: dict, family, patcher) -> tuple[tor
         fitted_sound(latent_audio, samples, timeline, sound_units(model), "latent", family)
     else:
         samples = comfy.sample.fix_empty_latent_channels(
-            patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+            patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal")
+        )
     video = video_layout(samples, family)
     check_latent_channels(video, model, family)
     return video, timeline
@@ -174,8 +190,18 @@ class _CallPlan:
         return to_host_space(model, block) if self.sound is None else self.sound.write(model, index, block)
 
 
-def _plan_calls(family, patcher, layout, video: torch.Tensor, reference, clip: Optional[ClipInput], clip_video: Optional[torch.Tensor],
-                window_batching: str, timeline: Optional[SoundTimeline], length: int) -> _CallPlan:
+def _plan_calls(
+    family,
+    patcher,
+    layout,
+    video: torch.Tensor,
+    reference,
+    clip: Optional[ClipInput],
+    clip_video: Optional[torch.Tensor],
+    window_batching: str,
+    timeline: Optional[SoundTimeline],
+    length: int,
+) -> _CallPlan:
     model, device = patcher.model, patcher.load_device
     batch, channels, _, height, width = video.shape
     frames = layout.frames_per_call + reference_frames(reference)
@@ -215,8 +241,10 @@ def _check_sound_options(family, anchor, checkpoints) -> None:
     if checkpoints is not None:
         raise ValueError(f"{family.name} makes video and sound together, and Checkpoints do not save the sound yet: disconnect the Checkpoints node.")
     if anchor is not None and anchor.reference is not None:
-        raise ValueError(f"{family.name} makes video and sound together, and a reference latent has no sound: leave the Reference Anchor's "
-                         f"reference unconnected to anchor every window on the video's first frame.")
+        raise ValueError(
+            f"{family.name} makes video and sound together, and a reference latent has no sound: leave the Reference Anchor's "
+            f"reference unconnected to anchor every window on the video's first frame."
+        )
 
 
 def _clip_sound(clip: ClipInput, timeline: SoundTimeline, units_shape, family, clip_video: torch.Tensor) -> torch.Tensor:
@@ -232,7 +260,9 @@ def _reference(anchor, family, model, video: torch.Tensor, device):
         return None
     if anchor.reference is None:
         return FIRST_FRAME
-    first = _clip_video(ClipInput(anchor.reference, "reference", "encode an image with the model's VAE, or leave the reference unconnected."), family, video)[:, :, :1]
+    first = _clip_video(ClipInput(anchor.reference, "reference", "encode an image with the model's VAE, or leave the reference unconnected."), family, video)[
+        :, :, :1
+    ]
     return to_model_space(model, first.to(device))
 
 
@@ -299,7 +329,9 @@ class _ProgressReport:
 def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
     samples = audio_video_samples(clip.latent, clip.name, family)[0] if family.audio_time_dim is not None else latent_samples(clip.latent, clip.name)
     clip_video = video_layout(samples, family)
-    check_finite_tensor(clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}")
+    check_finite_tensor(
+        clip_video, f"the {clip.name} latent", f"they would spread to every frame of the video. Check the node that made it, or {clip.when_empty}"
+    )
     if clip_video.shape[1] != video.shape[1] or clip_video.shape[3:] != video.shape[3:]:
         raise ValueError(
             f"The {clip.name} latent has {clip_video.shape[1]} channels at {clip_video.shape[4]}x{clip_video.shape[3]} latent "
@@ -307,7 +339,9 @@ def _clip_video(clip: ClipInput, family, video: torch.Tensor) -> torch.Tensor:
             f"at the video's size with the model's VAE."
         )
     if clip_video.shape[0] not in (1, video.shape[0]):
-        raise ValueError(f"The {clip.name} latent has a batch of {clip_video.shape[0]}, the latent {video.shape[0]}: use the same batch, or a {clip.name} of batch 1.")
+        raise ValueError(
+            f"The {clip.name} latent has a batch of {clip_video.shape[0]}, the latent {video.shape[0]}: use the same batch, or a {clip.name} of batch 1."
+        )
     if torch.count_nonzero(clip_video) == 0:
         raise ValueError(f"The {clip.name} latent is empty (all zeros): {clip.when_empty}")
     return clip_video.expand(video.shape[0], -1, -1, -1, -1)
@@ -318,7 +352,9 @@ def _batch_windows(window_batching: str, patcher, layout, video: torch.Tensor, f
         raise ValueError(f"Unknown window batching {window_batching!r}; choose one of {', '.join(BATCHING_CHOICES)}.")
     if family.one_row_per_call:
         if window_batching == "batched":
-            logging.warning("%s takes one window per model call (its transformer takes a batch of one): the windows of each iteration run one after the other.", family.name)
+            logging.warning(
+                "%s takes one window per model call (its transformer takes a batch of one): the windows of each iteration run one after the other.", family.name
+            )
         return False
     if window_batching != "auto":
         return window_batching == "batched"

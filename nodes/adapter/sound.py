@@ -22,6 +22,7 @@ turns a video's first latent frame into its first group's one pixel frame, so an
 later in the timeline (the Diagonal Queue continuing a clip, the Progressive AR Sampler extending
 one) keeps the last audio latents its frames own: as many as the count gives its own video.
 """
+
 from __future__ import annotations
 
 import math
@@ -106,11 +107,18 @@ class SoundTimeline:
 
 def conditioning_frame_rate(guiders) -> float:
     """The frame rate the conditioning gives the model (LTXVConditioning), one for every prompt."""
-    rates = {float(entry["frame_rate"]) for guider in guiders for entries in getattr(guider, "original_conds", {}).values()
-             for entry in entries if "frame_rate" in entry}
+    rates = {
+        float(entry["frame_rate"])
+        for guider in guiders
+        for entries in getattr(guider, "original_conds", {}).values()
+        for entry in entries
+        if "frame_rate" in entry
+    }
     if len(rates) > 1:
-        raise ValueError(f"The conditioning sets different frame rates ({', '.join(f'{r:g}' for r in sorted(rates))} fps): "
-                         f"give every prompt the video's frame rate with one LTXVConditioning node.")
+        raise ValueError(
+            f"The conditioning sets different frame rates ({', '.join(f'{r:g}' for r in sorted(rates))} fps): "
+            f"give every prompt the video's frame rate with one LTXVConditioning node."
+        )
     rate = rates.pop() if rates else DEFAULT_FRAME_RATE
     if not rate > 0:
         raise ValueError(f"The conditioning's frame rate is {rate:g} fps: set LTXVConditioning's frame_rate to the video's.")
@@ -133,13 +141,14 @@ HINTS = {
         "encode the sound with LTX-2's audio VAE (LTXVAudioVAELoader)",
         "the conditioning's ",
         "Make the audio latent for the same frame count and frame rate (LTXVEmptyLatentAudio's frames_number and frame_rate), or set "
-        "LTXVConditioning's frame_rate to the one the sound was made for."),
+        "LTXVConditioning's frame_rate to the one the sound was made for.",
+    ),
     "MiniMax H3": SoundHints(
-        "make it with EmptyMiniMaxH3LatentAV, or join a clip's VAEEncode and the VAEEncodeAudio of its sound (MiniMax H3's audio VAE) "
-        "with LTXVConcatAVLatent",
+        "make it with EmptyMiniMaxH3LatentAV, or join a clip's VAEEncode and the VAEEncodeAudio of its sound (MiniMax H3's audio VAE) with LTXVConcatAVLatent",
         "encode the sound with MiniMax H3's audio VAE (VAELoader, VAEEncodeAudio)",
         "MiniMax H3's ",
-        "Encode a clip of 5 + 17 n frames at 24 fps with its own sound, or make the latent with EmptyMiniMaxH3LatentAV."),
+        "Encode a clip of 5 + 17 n frames at 24 fps with its own sound, or make the latent with EmptyMiniMaxH3LatentAV.",
+    ),
 }
 
 
@@ -147,13 +156,14 @@ def audio_video_samples(latent, name: str, family) -> tuple[torch.Tensor, torch.
     """The video and audio latents of an audio-video LATENT (a NestedTensor of the two)."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not getattr(samples, "is_nested", False) or len(samples.unbind()) != 2:
-        raise ValueError(f"The {name} input is a video latent without sound, but {family.name} makes video and sound together: "
-                         f"{HINTS[family.name].join}.")
+        raise ValueError(f"The {name} input is a video latent without sound, but {family.name} makes video and sound together: {HINTS[family.name].join}.")
     video, audio = samples.unbind()
     if video.ndim != 5 or audio.ndim != 4 or 0 in video.shape or 0 in audio.shape:
         layout = "[batch, channels, audio latents, frequency bins]" if family.audio_time_dim == 2 else "[batch, channels, stereo channels, audio latents]"
-        raise ValueError(f"The {name} input holds a video latent {tuple(video.shape)} and an audio latent {tuple(audio.shape)}; {family.name}'s are "
-                         f"[batch, channels, frames, height, width] and {layout}.")
+        raise ValueError(
+            f"The {name} input holds a video latent {tuple(video.shape)} and an audio latent {tuple(audio.shape)}; {family.name}'s are "
+            f"[batch, channels, frames, height, width] and {layout}."
+        )
     return video, audio
 
 
@@ -181,8 +191,10 @@ def fitted_sound(audio: torch.Tensor, video: torch.Tensor, timeline: SoundTimeli
     hints, time = HINTS[family.name], family.audio_time_dim
     unit = tuple(size for dim, size in enumerate(audio.shape) if dim not in (0, time))
     if unit != units_shape:
-        raise ValueError(f"The {name} input's audio latent is {' x '.join(map(str, unit))} per audio latent, but this {family.name} model "
-                         f"works on {' x '.join(map(str, units_shape))}: {hints.encode}.")
+        raise ValueError(
+            f"The {name} input's audio latent is {' x '.join(map(str, unit))} per audio latent, but this {family.name} model "
+            f"works on {' x '.join(map(str, units_shape))}: {hints.encode}."
+        )
     if audio.shape[0] != video.shape[0]:
         raise ValueError(f"The {name} input's audio latent has a batch of {audio.shape[0]}, its video latent {video.shape[0]}: give both the same batch.")
     frames, length = video.shape[2], audio.shape[time]
@@ -246,7 +258,8 @@ class PackedFramesDenoiser:
         audio_x0: list[Optional[torch.Tensor]] = [None] * x.shape[0]
         for (_length, positions), rows in calls.items():
             got_video, got_audio = self.denoiser.denoise_audio_video(
-                video[rows], sigmas[rows], torch.cat([audio[n] for n in rows]), torch.stack([audio_levels[n] for n in rows]), prompt, positions)
+                video[rows], sigmas[rows], torch.cat([audio[n] for n in rows]), torch.stack([audio_levels[n] for n in rows]), prompt, positions
+            )
             video_x0[rows] = got_video.to(video_x0)
             for n, row_audio in zip(rows, got_audio.split(1)):
                 audio_x0[n] = row_audio

@@ -9,6 +9,7 @@ Two hosts:
 Both load this pack as a custom node plus the test-only nodes in custom_nodes_for_tests/,
 and use the tiny random-weight models of tiny_models.py. Nothing of ComfyUI is copied here.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +33,7 @@ PACK_ROOT = HOST_TESTS_DIR.parents[1]
 # ComfyServer talks HTTP through the command-line runner's client (cli/longvideo_cli/comfy_http.py).
 sys.path.append(str(PACK_ROOT / "cli"))
 from longvideo_cli.comfy_http import ComfyHttp, HttpError, ServerUnreachable  # noqa: E402
+
 PACK_DIR_NAME = "ComfyUI-LongVideo"
 TEST_NODES_MODULE = HOST_TESTS_DIR / "custom_nodes_for_tests" / "longvideo_test_nodes.py"
 MINIMUM_COMFYUI_VERSION = (0, 33, 0)
@@ -55,6 +57,7 @@ TINY_MODEL_FILES = tiny_models.TINY_MODEL_FILES
 # ---------------------------------------------------------------------------------------------
 # Finding ComfyUI
 # ---------------------------------------------------------------------------------------------
+
 
 def find_comfyui() -> Path | None:
     """The ComfyUI checkout to test against: $COMFYUI_PATH first, then the usual places."""
@@ -85,6 +88,7 @@ def comfyui_version(path: Path) -> tuple[int, ...]:
 # Importing ComfyUI into this process
 # ---------------------------------------------------------------------------------------------
 
+
 def prepare_comfy_imports(comfy_dir: Path) -> None:
     """Make `import nodes`, `comfy`, `folder_paths`, ... resolve to comfy_dir, set up for CPU.
 
@@ -97,6 +101,7 @@ def prepare_comfy_imports(comfy_dir: Path) -> None:
     _evict_modules_shadowing(comfy_dir)
 
     from comfy.cli_args import args  # parsed from [] because ComfyUI's argv parsing stays off
+
     args.cpu = True
     args.disable_api_nodes = True
     args.use_pytorch_cross_attention = True
@@ -177,17 +182,17 @@ class InProcessComfy:
         self._point_folders_at_temp_dirs()
 
         import execution
+
         import nodes
-        self.builtin_import_failures: list[str] = asyncio.run(
-            nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+
+        self.builtin_import_failures: list[str] = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         builtin_nodes = set(nodes.NODE_CLASS_MAPPINGS)
         self.import_errors: dict[str, str] = {}
         self.pack_nodes = self._load_custom_node(PACK_ROOT, ignore=builtin_nodes)
         self.test_nodes = self._load_custom_node(TEST_NODES_MODULE, ignore=builtin_nodes)
         self._server = _SilentServer()
         # the keys main.py passes; the executor reads "ram" and "ram_inactive" on every prompt
-        self._executor = execution.PromptExecutor(
-            self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+        self._executor = execution.PromptExecutor(self._server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
     @property
     def output_dir(self) -> Path:
@@ -195,6 +200,7 @@ class InProcessComfy:
 
     def node_class(self, name: str) -> type:
         import nodes
+
         return nodes.NODE_CLASS_MAPPINGS[name]
 
     def run_prompt(self, prompt: dict) -> dict:
@@ -204,6 +210,7 @@ class InProcessComfy:
         Raises AssertionError with ComfyUI's own error text if validation or execution fails.
         """
         import execution
+
         prompt = json.loads(json.dumps(prompt))  # exactly what the server would receive over HTTP
         prompt_id = str(uuid.uuid4())
         valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
@@ -229,6 +236,7 @@ class InProcessComfy:
 
     def _point_folders_at_temp_dirs(self) -> None:
         import folder_paths
+
         for name in ("output", "input", "temp", "user"):
             (self.base_dir / name).mkdir(parents=True, exist_ok=True)
         folder_paths.set_output_directory(str(self.base_dir / "output"))
@@ -244,6 +252,7 @@ class InProcessComfy:
     def _load_custom_node(self, module_path: Path, ignore: set[str]) -> list[str]:
         """Load one custom node module or package the way ComfyUI does; returns the new node names."""
         import nodes
+
         before = set(nodes.NODE_CLASS_MAPPINGS)
         collector = _LogCollector()
         logging.getLogger().addHandler(collector)
@@ -273,8 +282,9 @@ def _execution_error_text(messages: list) -> str:
     for event, data in messages:
         if event == "execution_error":
             traceback_text = "".join(data.get("traceback") or [])
-            return (f"node {data.get('node_id')} ({data.get('node_type')}) raised "
-                    f"{data.get('exception_type')}: {data.get('exception_message')}\n{traceback_text}")
+            return (
+                f"node {data.get('node_id')} ({data.get('node_type')}) raised {data.get('exception_type')}: {data.get('exception_message')}\n{traceback_text}"
+            )
         if event == "execution_interrupted":
             return f"execution interrupted at node {data.get('node_id')} ({data.get('node_type')})"
     return f"prompt did not finish; messages: {[event for event, _data in messages]}"
@@ -283,6 +293,7 @@ def _execution_error_text(messages: list) -> str:
 # ---------------------------------------------------------------------------------------------
 # ComfyUI as a server process
 # ---------------------------------------------------------------------------------------------
+
 
 class ComfyServer:
     """`python main.py` on 127.0.0.1 with a temp --base-directory; use as a context manager.
@@ -334,8 +345,8 @@ class ComfyServer:
         self._http = ComfyHttp(self.url)
         self._log_file = open(self.log_path, "wb")
         self._process = subprocess.Popen(
-            self._command(), cwd=self.comfy_dir, env=self._environment(),
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+            self._command(), cwd=self.comfy_dir, env=self._environment(), stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
         self._wait_until_ready()
 
     def stop(self) -> None:
@@ -420,10 +431,20 @@ class ComfyServer:
 
     def _command(self) -> list[str]:
         return [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base_dir), "--disable-api-nodes", "--use-pytorch-cross-attention",
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base_dir),
+            "--disable-api-nodes",
+            "--use-pytorch-cross-attention",
             # The default database lives inside the ComfyUI checkout; keep it in the temp dir.
-            "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}",
+            "--database-url",
+            f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}",
             *self.extra_args,
         ]
 

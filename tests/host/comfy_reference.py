@@ -4,8 +4,8 @@ In settings where a long-video sampler does what plain sampling does (a window o
 noisy chunk behind a clean one), its output must be what ComfyUI's SamplerCustomAdvanced with the
 euler sampler makes from the same noise, model, prompts and sigmas.
 """
-import torch
 
+import torch
 from pack_access import call_node
 
 
@@ -39,8 +39,7 @@ def comfy_euler(host, guider, sigmas, noise, latent_image, noise_mask=None) -> t
         latent["noise_mask"] = noise_mask
     sampler = call_node(host, "KSamplerSelect", sampler_name="euler")[0]
     with torch.inference_mode():  # as ComfyUI runs every node
-        output = call_node(host, "SamplerCustomAdvanced", noise=GivenNoise(noise), guider=guider, sampler=sampler,
-                           sigmas=sigmas, latent_image=latent)[0]
+        output = call_node(host, "SamplerCustomAdvanced", noise=GivenNoise(noise), guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)[0]
     return output["samples"]
 
 

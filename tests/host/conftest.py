@@ -3,6 +3,7 @@
 Every test under tests/host gets the `host` marker and, when no ComfyUI is found, is skipped
 with the single reason comfy_host.SKIP_REASON.
 """
+
 import sys
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 Run as a script to write them again: python tests/host/example_inputs.py
 (needs torch, PyAV and Pillow, all of which ComfyUI installs).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -81,15 +82,20 @@ def write_example_inputs(folder: Path = PACK_INPUTS) -> None:
     for name, width, height in CONTEXT_CLIPS.values():
         write_video(folder / name, (landscape(index / FPS, width, height) for index in range(CONTEXT_FRAMES)), width, height)
     name, width, height = SOUND_CLIP
-    write_video(folder / name, (landscape(index / SOUND_CLIP_FPS, width, height) for index in range(SOUND_CLIP_FRAMES)), width, height,
-                SOUND_CLIP_FPS, waves_and_gulls(SOUND_CLIP_FRAMES / SOUND_CLIP_FPS))
+    write_video(
+        folder / name,
+        (landscape(index / SOUND_CLIP_FPS, width, height) for index in range(SOUND_CLIP_FRAMES)),
+        width,
+        height,
+        SOUND_CLIP_FPS,
+        waves_and_gulls(SOUND_CLIP_FRAMES / SOUND_CLIP_FPS),
+    )
     name, width, height = CHUNKS_VIDEO
     step = CHUNK_LENGTH - CHUNK_OVERLAP
     # every chunk after the first starts with the previous chunk's last frames, and its colours have drifted
     drift = [torch.ones(3), torch.tensor([1.15, 1.0, 0.82])]
     frames = (
-        (landscape((chunk * step + index) / FPS, width, height) * drift[chunk % 2]).clamp(0, 1)
-        for chunk in range(CHUNKS) for index in range(CHUNK_LENGTH)
+        (landscape((chunk * step + index) / FPS, width, height) * drift[chunk % 2]).clamp(0, 1) for chunk in range(CHUNKS) for index in range(CHUNK_LENGTH)
     )
     write_video(folder / name, frames, width, height)
 

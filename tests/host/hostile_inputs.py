@@ -10,6 +10,7 @@ raised (the innermost traceback frame is a file of the pack and its line a raise
 a raw error from torch, PyAV or ComfyUI, a ValueError Python raised inside a line of the pack, or
 any other exception type, is not.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,6 +55,7 @@ TENSOR_NODES = {
 
 def register_tensor_nodes() -> None:
     import nodes
+
     nodes.NODE_CLASS_MAPPINGS.update(TENSOR_NODES)
 
 
@@ -150,14 +152,15 @@ class Runner:
 
     def __init__(self, host):
         import execution
+
         register_tensor_nodes()
         self.host = host
         self.server = _QuietServer()
-        self.executor = execution.PromptExecutor(
-            self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+        self.executor = execution.PromptExecutor(self.server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
     def run(self, prompt: dict) -> Outcome:
         import execution
+
         prompt = json.loads(json.dumps(prompt))  # as it would arrive over HTTP (NaN survives: Python's JSON reads it)
         prompt_id = str(uuid.uuid4())
         valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))

@@ -1,4 +1,5 @@
 """The input files the shipped workflows load, made small and deterministic for tests."""
+
 from pathlib import Path
 
 import torch
@@ -31,7 +32,9 @@ def write_test_video(path: Path, frames: int = 9, size: int = 64) -> None:
         stream.pix_fmt = "yuv420p"
         ramp = torch.linspace(0, 255, size).round().to(torch.uint8)
         for index in range(frames):
-            image = torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), (20 * index) % 256, dtype=torch.uint8)], -1)
+            image = torch.stack(
+                [ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), (20 * index) % 256, dtype=torch.uint8)], -1
+            )
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image.numpy(), format="rgb24")))
         container.mux(stream.encode())
 
@@ -43,7 +46,9 @@ def write_sound_clip(path: Path, fps: int = 24, frames: int = 25, size: int = 64
     if path.exists():
         return
     ramp = torch.linspace(0, 1, size)
-    images = (torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), index / frames)], -1) for index in range(frames))
+    images = (
+        torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), index / frames)], -1) for index in range(frames)
+    )
     write_video(path, images, size, size, fps, waves_and_gulls(frames / fps))
 
 

@@ -5,12 +5,12 @@ case the Open CLIP Loader must load without the network: open_clip would build i
 a config it downloads. The scorer needs only the image tower, which these files hold next to
 stand-in text weights.
 """
+
 import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-
 from tiny_models import OPEN_CLIP
 
 HF_TEXT_TOWER = {

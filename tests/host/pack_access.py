@@ -1,8 +1,8 @@
 """Reaching ComfyUI nodes and this pack's modules inside an in-process ComfyUI."""
+
 import sys
 
 import torch
-
 from comfy_host import PACK_ROOT
 
 

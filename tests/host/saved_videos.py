@@ -1,4 +1,5 @@
 """Reading back the video files that a prompt saved to ComfyUI's output folder."""
+
 import av  # ComfyUI's own dependency, present wherever the host tier runs
 
 

@@ -1,7 +1,7 @@
 """The per-frame adapter on tiny real models loaded through ComfyUI's own loaders."""
+
 import pytest
 import torch
-
 from pack_access import call_node, fake_conditioning, load_family, pack_module, random_latent, text_width
 
 FAMILIES = ["ltxv", "wan21", "wan22_5b", "cosmos_predict2"]
@@ -76,7 +76,9 @@ def network_view(host, names, family, levels):
 
     def body(denoise, sigmas):
         # added after the adapter's own wrapper, so it runs inside it and sees the final timestep
-        patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
+        patcher_extension.add_wrapper_with_key(
+            patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True
+        )
         seen["x0"] = denoise(x, levels[None], 0, torch.arange(x.shape[2])[None]).cpu()
         seen["model_sampling"] = denoise.model_sampling
 
@@ -105,7 +107,7 @@ def test_the_network_sees_each_frame_at_its_own_level(comfy_inprocess, tiny_mode
 def test_cosmos_predict2_marks_the_clean_frames_of_a_window_as_given(comfy_inprocess, tiny_model_names):
     levels = torch.tensor([0.0, 0.0, 0.9, 0.5, 0.2])
     x, seen = network_view(comfy_inprocess, tiny_model_names, "cosmos_predict2", levels)
-    marks = seen["input"][:, x.shape[1]:]
+    marks = seen["input"][:, x.shape[1] :]
     assert marks.shape[1] == 1
     torch.testing.assert_close(marks, (levels == 0).float().view(1, 1, -1, 1, 1).expand_as(marks), rtol=0, atol=0)
     assert (seen["timestep"][:, :2] == 0).all() and (seen["timestep"][:, 2:] > 0).all()
@@ -152,8 +154,9 @@ def test_ltxv_windows_after_the_videos_first_frame_are_placed_as_in_the_middle_o
     guider = adapter.prompt_guider(model, [fake_conditioning(comfy_inprocess, 1, width)], fake_conditioning(comfy_inprocess, 2, width), 1.0)
     x = torch.cat([random_latent(shape, 0), random_latent(shape, 1)])
     frames = torch.stack([torch.arange(5), torch.arange(3, 8)])
-    adapter.run_with_framewise_denoiser(guider, (2, *shape[1:]), torch.tensor([1.0, 0.0]), 0,
-                                        lambda denoise, sigmas: denoise(x, torch.full((2, 5), 0.5), 0, frames))
+    adapter.run_with_framewise_denoiser(
+        guider, (2, *shape[1:]), torch.tensor([1.0, 0.0]), 0, lambda denoise, sigmas: denoise(x, torch.full((2, 5), 0.5), 0, frames)
+    )
     later = [[8 * f, 8 * f + 8] for f in range(5)]
     if causal:
         assert calls == [[[[0, 1], [1, 9], [9, 17], [17, 25], [25, 33]]], [later]]

@@ -1,7 +1,7 @@
 """Reference Anchor and Few-Step Queue inside real ComfyUI, on the tiny models."""
+
 import pytest
 import torch
-
 from pack_access import pack_module
 from tiny_workflows import node_of_type, tiny_workflow
 
@@ -27,10 +27,13 @@ def run(host, prompt, sampler_type):
     return host.node_output(node_of_type(prompt, sampler_type))["samples"]
 
 
-@pytest.mark.parametrize("workflow, sampler_type, frames_per_call", [
-    ("fifo_wan21_t2v_1.3B", "LongVideoDiagonalQueueSampler", 4),
-    ("pavdm_ltxv", "LongVideoProgressiveARSampler", None),
-])
+@pytest.mark.parametrize(
+    "workflow, sampler_type, frames_per_call",
+    [
+        ("fifo_wan21_t2v_1.3B", "LongVideoDiagonalQueueSampler", 4),
+        ("pavdm_ltxv", "LongVideoProgressiveARSampler", None),
+    ],
+)
 def test_the_video_s_first_frame_anchors_every_window(comfy_inprocess, tiny_model_names, monkeypatch, workflow, sampler_type, frames_per_call):
     prompt = tiny_workflow(workflow, tiny_model_names, length=6, wan22_5b=workflow.startswith("fifo"))
     plain = run(comfy_inprocess, prompt, sampler_type)

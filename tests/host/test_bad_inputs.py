@@ -4,11 +4,11 @@ the pack's own message (hostile_inputs.Outcome.refused_by_pack) that says what t
 The cases the hostile-input review found (issue 13) are here by name; test_hostile_properties.py
 throws generated ones.
 """
+
 import math
 
 import pytest
 import torch
-
 from hostile_inputs import Runner, ending_in_a_preview, tensor_source
 from tiny_workflows import tiny_workflow
 
@@ -41,17 +41,31 @@ def with_latent(prompt, node_id, input_name, value, source="90"):
 
 
 def decode(names, latent, **changes):
-    inputs = {"samples": ["2", 0], "vae": ["1", 0], "fps": 16.0, "filename_prefix": "longvideo/bad", "format": "mp4", "crf": 19, "tile_frames": 4, "tile_overlap": 1}
-    return {"1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
-            "2": tensor_source("LongVideoHostileLatent", latent),
-            "3": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs | changes}}
+    inputs = {
+        "samples": ["2", 0],
+        "vae": ["1", 0],
+        "fps": 16.0,
+        "filename_prefix": "longvideo/bad",
+        "format": "mp4",
+        "crf": 19,
+        "tile_frames": 4,
+        "tile_overlap": 1,
+    }
+    return {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
+        "2": tensor_source("LongVideoHostileLatent", latent),
+        "3": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs | changes},
+    }
 
 
 def stitch(chunks, **changes):
     source = "LongVideoHostileLatent" if isinstance(chunks, dict) else "LongVideoHostileImage"
     inputs = {"chunks": ["1", 0], "chunk_length": 4, "overlap": 1, "transition": "linear", "colour_anchor": "off", "strength": 1.0}
-    return {"1": tensor_source(source, chunks), "2": {"class_type": "LongVideoChunkStitcher", "inputs": inputs | changes},
-            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    return {
+        "1": tensor_source(source, chunks),
+        "2": {"class_type": "LongVideoChunkStitcher", "inputs": inputs | changes},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    }
 
 
 def kstep(names, guide=None, **search):
@@ -71,7 +85,10 @@ def with_nan(shape, value=NAN):
 def schedule_through_a_guider(names):
     prompt = pavdm(names)
     sampler = prompt["11"]["inputs"]
-    prompt["95"] = {"class_type": "CFGGuider", "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": 5.0}}
+    prompt["95"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": 5.0},
+    }
     sampler["guider"] = ["95", 0]
     return prompt
 
@@ -98,14 +115,26 @@ CONTINUE = {"start": "continue the input latent"}
 # name -> (prompt builder, words of the message)
 CASES = {
     "prompt schedule through a GUIDER": (schedule_through_a_guider, "a GUIDER gives the sampler a single prompt"),
-    "NaN latent to continue": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", with_nan((1, 16, 6, 8, 8))), "NaN or infinite values in the input latent"),
-    "infinite context latent": (lambda n: with_latent(pavdm(n), "11", "context", with_nan((1, 16, 3, 8, 8), math.inf)), "NaN or infinite values in the context latent"),
-    "latent to continue with 4 channels": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.randn(1, 4, 6, 8, 8)), "The latent has 4 channels, but this Wan 2.1"),
+    "NaN latent to continue": (
+        lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", with_nan((1, 16, 6, 8, 8))),
+        "NaN or infinite values in the input latent",
+    ),
+    "infinite context latent": (
+        lambda n: with_latent(pavdm(n), "11", "context", with_nan((1, 16, 3, 8, 8), math.inf)),
+        "NaN or infinite values in the context latent",
+    ),
+    "latent to continue with 4 channels": (
+        lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.randn(1, 4, 6, 8, 8)),
+        "The latent has 4 channels, but this Wan 2.1",
+    ),
     "context with 4 channels": (lambda n: with_latent(pavdm(n), "11", "context", torch.randn(1, 4, 3, 8, 8)), "The context latent has 4 channels"),
     "latent without samples": (lambda n: with_latent(fifo(n), "11", "latent", {"noise_mask": torch.ones(1)}), "The latent input is not a LATENT with samples"),
     "latent with no frames": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.randn(1, 16, 0, 8, 8)), "with a size in every dimension"),
     "3-D latent": (lambda n: with_latent(fifo(n), "11", "latent", torch.randn(16, 8, 8)), "with a size in every dimension"),
-    "4-D latent to continue with a video model": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.randn(1, 16, 8, 8)), "must be a video latent"),
+    "4-D latent to continue with a video model": (
+        lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.randn(1, 16, 8, 8)),
+        "must be a video latent",
+    ),
     "eta NaN (Diagonal Queue)": (lambda n: fifo(n, eta=NAN), "eta is nan"),
     "eta NaN (Progressive AR)": (lambda n: pavdm(n, eta=NAN), "eta is nan"),
     "cfg NaN": (lambda n: fifo(n, cfg=NAN), "cfg is nan"),
@@ -120,13 +149,22 @@ CASES = {
     "fps NaN": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), fps=NAN), "fps is nan"),
     "empty filename_prefix": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix=" "), "filename_prefix is empty"),
     "NUL in filename_prefix": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="a\x00b"), "control character"),
-    "filename_prefix outside the output folder": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="../../escape"), "points outside the output folder"),
+    "filename_prefix outside the output folder": (
+        lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="../../escape"),
+        "points outside the output folder",
+    ),
     "absolute filename_prefix": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="/tmp/escape"), "points outside the output folder"),
     "filename_prefix without a name": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="longvideo/.."), "has no file name"),
-    "filename_prefix too long for a file name": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="longvideo/" + "x" * 250), "file systems allow 255"),
+    "filename_prefix too long for a file name": (
+        lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="longvideo/" + "x" * 250),
+        "file systems allow 255",
+    ),
     "filename_prefix with a lone surrogate": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), filename_prefix="a\ud800b"), "which no file name can hold"),
     "integer images to stitch": (lambda n: stitch(torch.randint(0, 255, (8, 4, 4, 3))), "an IMAGE holds floating-point colours"),
-    "integer latent to continue": (lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.ones(1, 16, 6, 8, 8, dtype=torch.int64)), "a latent holds floating-point numbers"),
+    "integer latent to continue": (
+        lambda n: with_latent(fifo(n, **CONTINUE), "11", "latent", torch.ones(1, 16, 6, 8, 8, dtype=torch.int64)),
+        "a latent holds floating-point numbers",
+    ),
     "guide image too narrow for the video's shape": (lambda n: kstep(n, guide=torch.rand(1, 64, 1, 3)), "less than 2 pixels"),
     "no tile overlap for a video VAE": (lambda n: decode(n, torch.randn(1, 16, 3, 2, 2), tile_overlap=0), "tiles must share at least one latent frame"),
     "NaN images to stitch": (lambda n: stitch(with_nan((8, 4, 4, 3))), "NaN or infinite values in the chunks images"),
@@ -134,7 +172,10 @@ CASES = {
     "grey images to colour-anchor": (lambda n: stitch(torch.rand(8, 4, 4, 1), colour_anchor="mean/std (Lab)"), "colour channel"),
     "3-D images to stitch": (lambda n: stitch(torch.rand(8, 4, 4)), "must be an IMAGE [frames, height, width, channels]"),
     "NaN latent to stitch": (lambda n: stitch({"samples": with_nan((1, 16, 8, 2, 2))}), "NaN or infinite values in the chunks latent"),
-    "colour anchoring a latent": (lambda n: stitch({"samples": torch.randn(1, 16, 8, 2, 2)}, colour_anchor="mean/std (Lab)"), "Colour anchoring works on decoded images"),
+    "colour anchoring a latent": (
+        lambda n: stitch({"samples": torch.randn(1, 16, 8, 2, 2)}, colour_anchor="mean/std (Lab)"),
+        "Colour anchoring works on decoded images",
+    ),
     "k-step cfg NaN": (lambda n: kstep(n, cfg=NAN), "cfg is nan"),
     "NaN guide image": (lambda n: kstep(n, guide=with_nan((1, 64, 64, 3))), "NaN or infinite values in the guide_image images"),
     "grey guide image": (lambda n: kstep(n, guide=torch.rand(1, 64, 64, 1)), "colour channel"),

@@ -5,18 +5,28 @@ node's validate_inputs names, and for all inputs when it takes **kwargs; a messa
 repeated once per such input. So the pack has no validate_inputs: out-of-range values get
 ComfyUI's own error, once, and the checks that relate two inputs run when the node starts, once.
 """
+
 import math
 
 import pytest
-
 from hostile_inputs import Runner, tensor_source
 from pack_access import pack_module
 
 # the pack's node ids; the first test makes sure none is missing
 PACK_NODES = (
-    "LongVideoCheckpoints", "LongVideoChunkStitcher", "LongVideoDecodeToVideoFile", "LongVideoDiagonalQueueSampler", "LongVideoKStepNoiseSearch",
-    "LongVideoLatentPartition", "LongVideoLookahead", "LongVideoOpenCLIPLoader", "LongVideoProgressiveARSampler",
-    "LongVideoPromptFrameRange", "LongVideoWanExperts", "LongVideoFewStepQueue", "LongVideoReferenceAnchor",
+    "LongVideoCheckpoints",
+    "LongVideoChunkStitcher",
+    "LongVideoDecodeToVideoFile",
+    "LongVideoDiagonalQueueSampler",
+    "LongVideoKStepNoiseSearch",
+    "LongVideoLatentPartition",
+    "LongVideoLookahead",
+    "LongVideoOpenCLIPLoader",
+    "LongVideoProgressiveARSampler",
+    "LongVideoPromptFrameRange",
+    "LongVideoWanExperts",
+    "LongVideoFewStepQueue",
+    "LongVideoReferenceAnchor",
 )
 NOT_AN_OPTION = "not one of the options"
 
@@ -29,6 +39,7 @@ def runner(comfy_inprocess):
 def widgets(node_id: str) -> dict:
     """Every widget of the node (an input with a value of its own) by name, from its schema."""
     from comfy_api.latest import io
+
     kinds = (io.Int.Input, io.Float.Input, io.Combo.Input, io.String.Input, io.Boolean.Input)
     node_class = pack_module("nodes").NODE_CLASS_MAPPINGS[node_id]
     return {item.id: item for item in node_class.define_schema().inputs if isinstance(item, kinds)}
@@ -37,6 +48,7 @@ def widgets(node_id: str) -> dict:
 def bad_values(widget) -> list:
     """Values the widget does not allow, with the error type ComfyUI gives each."""
     from comfy_api.latest import io
+
     if isinstance(widget, io.Combo.Input):
         return [(NOT_AN_OPTION, "value_not_in_list")]
     if not isinstance(widget, (io.Int.Input, io.Float.Input)):
@@ -83,35 +95,60 @@ def test_every_widget_value_out_of_range_gets_comfyuis_own_error_once(runner, no
 
 def stitcher(images, **changes):
     inputs = {"chunks": ["1", 0], "chunk_length": 4, "overlap": 1, "transition": "linear", "colour_anchor": "off", "strength": 1.0}
-    return {"1": tensor_source("LongVideoHostileImage", images), "2": {"class_type": "LongVideoChunkStitcher", "inputs": inputs | changes},
-            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    return {
+        "1": tensor_source("LongVideoHostileImage", images),
+        "2": {"class_type": "LongVideoChunkStitcher", "inputs": inputs | changes},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    }
 
 
 def decode_to_file(names, **changes):
     import torch
-    inputs = {"samples": ["2", 0], "vae": ["1", 0], "fps": 16.0, "filename_prefix": "longvideo/checked", "format": "mp4", "crf": 19, "tile_frames": 4, "tile_overlap": 1}
-    return {"1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
-            "2": tensor_source("LongVideoHostileLatent", torch.zeros(1, 16, 3, 2, 2)),
-            "3": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs | changes}}
+
+    inputs = {
+        "samples": ["2", 0],
+        "vae": ["1", 0],
+        "fps": 16.0,
+        "filename_prefix": "longvideo/checked",
+        "format": "mp4",
+        "crf": 19,
+        "tile_frames": 4,
+        "tile_overlap": 1,
+    }
+    return {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
+        "2": tensor_source("LongVideoHostileLatent", torch.zeros(1, 16, 3, 2, 2)),
+        "3": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs | changes},
+    }
 
 
 def frame_range(**changes):
     conditioning = {"class_type": "LongVideoTestConditioning", "inputs": {"width": 16, "tokens": 2, "seed": 0, "scale": 1.0}}
     inputs = {"conditioning": ["1", 0], "start_frame": 0, "end_frame": -1}
-    return {"1": conditioning, "2": {"class_type": "LongVideoPromptFrameRange", "inputs": inputs | changes},
-            "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    return {
+        "1": conditioning,
+        "2": {"class_type": "LongVideoPromptFrameRange", "inputs": inputs | changes},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    }
 
 
-@pytest.mark.parametrize("make, changes, message", [
-    ("stitcher", {"chunk_length": 4, "overlap": 4}, "overlap (4) must be smaller than chunk_length (4)"),
-    ("decode", {"crf": 60}, "crf 60 is out of H.264's range 0-51"),
-    ("decode", {"tile_frames": 4, "tile_overlap": 3}, "tile_overlap (3) can be at most half of tile_frames (4)"),
-    ("frame_range", {"start_frame": 5, "end_frame": 5}, "end_frame (5) must be after start_frame (5)"),
-])
+@pytest.mark.parametrize(
+    "make, changes, message",
+    [
+        ("stitcher", {"chunk_length": 4, "overlap": 4}, "overlap (4) must be smaller than chunk_length (4)"),
+        ("decode", {"crf": 60}, "crf 60 is out of H.264's range 0-51"),
+        ("decode", {"tile_frames": 4, "tile_overlap": 3}, "tile_overlap (3) can be at most half of tile_frames (4)"),
+        ("frame_range", {"start_frame": 5, "end_frame": 5}, "end_frame (5) must be after start_frame (5)"),
+    ],
+)
 def test_a_check_that_relates_two_inputs_says_so_once(runner, tiny_model_names, make, changes, message):
     import torch
-    prompt = {"stitcher": lambda: stitcher(torch.rand(8, 4, 4, 3), **changes), "decode": lambda: decode_to_file(tiny_model_names, **changes),
-              "frame_range": lambda: frame_range(**changes)}[make]()
+
+    prompt = {
+        "stitcher": lambda: stitcher(torch.rand(8, 4, 4, 3), **changes),
+        "decode": lambda: decode_to_file(tiny_model_names, **changes),
+        "frame_range": lambda: frame_range(**changes),
+    }[make]()
     outcome = runner.run(prompt)
     assert outcome.refused_by_pack(), outcome.describe()
     assert outcome.text().count(message) == 1, outcome.text()

@@ -1,11 +1,11 @@
 """Checkpoints (resume / re-roll) inside real ComfyUI: a run cancelled or failed at any point and resumed from
 its saved state outputs the bits of an uninterrupted run; a re-roll keeps every frame before its frame."""
+
 import json
 import time
 
 import pytest
 import torch
-
 from pack_access import pack_module
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
@@ -21,8 +21,10 @@ def checkpointed(names, sampler, every_frames=2, keep=50, resume_from="none", re
     workflow, sampler_type, arguments = SAMPLERS[sampler]
     prompt = tiny_workflow(workflow, names, **arguments)
     sampler_id = node_of_type(prompt, sampler_type)
-    prompt[CHECKPOINTS_NODE] = {"class_type": "LongVideoCheckpoints", "inputs": {
-        "every_frames": every_frames, "keep": keep, "resume_from": resume_from, "reroll_from_frame": reroll_from_frame}}
+    prompt[CHECKPOINTS_NODE] = {
+        "class_type": "LongVideoCheckpoints",
+        "inputs": {"every_frames": every_frames, "keep": keep, "resume_from": resume_from, "reroll_from_frame": reroll_from_frame},
+    }
     prompt[sampler_id]["inputs"].update(checkpoints=[CHECKPOINTS_NODE, 0], **sampler_inputs)
     return prompt, sampler_id
 
@@ -77,7 +79,7 @@ def test_a_cancelled_run_resumed_from_its_state_gives_the_bits_of_a_run_that_nev
     del plain_prompt[plain_id]["inputs"]["checkpoints"], plain_prompt[CHECKPOINTS_NODE]
     assert torch.equal(run_latent(comfy_inprocess, plain_prompt, plain_id)["samples"], whole["samples"])
     # the FIFO's progress counts its first clip (8 steps) first; the window's counts its 12 calls
-    for update in ((10, 13, 17) if sampler == "diagonal_queue" else (4, 7, 10)):
+    for update in (10, 13, 17) if sampler == "diagonal_queue" else (4, 7, 10):
         run = stopped_run(comfy_inprocess, tiny_model_names, sampler, monkeypatch, update)
         latest = state_frames(comfy_inprocess, run)[-1]
         resumed = run_latent(comfy_inprocess, *checkpointed(tiny_model_names, sampler, resume_from=f"{run}/frame_{latest:06d}.safetensors"))
@@ -111,11 +113,14 @@ def latest_state(host, run):
     return f"{run}/frame_{state_frames(host, run)[-1]:06d}.safetensors"
 
 
-@pytest.mark.parametrize("changes, named", [
-    ({"eta": 0.5}, "eta was 1.0, now 0.5"),
-    ({"window": 5}, "the layout (window, partitions, lookahead, frames per level; chunk size, window chunks) was"),
-    ({"seed": 99}, "seed was 42, now 99 (to change the seed from a frame on, set reroll_from_frame)"),
-])
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"eta": 0.5}, "eta was 1.0, now 0.5"),
+        ({"window": 5}, "the layout (window, partitions, lookahead, frames per level; chunk size, window chunks) was"),
+        ({"seed": 99}, "seed was 42, now 99 (to change the seed from a frame on, set reroll_from_frame)"),
+    ],
+)
 def test_settings_that_would_change_the_frames_are_refused_by_name(comfy_inprocess, tiny_model_names, monkeypatch, changes, named):
     run = stopped_run(comfy_inprocess, tiny_model_names, "diagonal_queue", monkeypatch, 14)
     prompt, sampler_id = checkpointed(tiny_model_names, "diagonal_queue", resume_from=latest_state(comfy_inprocess, run), **changes)

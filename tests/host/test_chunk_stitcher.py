@@ -1,9 +1,9 @@
 """The Chunk Stitcher inside real ComfyUI: IMAGE and LATENT batches from the FIFO workflow on tiny models."""
+
 import math
 
 import pytest
 import torch
-
 from pack_access import call_node
 from saved_videos import read_video, saved_file
 from tiny_workflows import node_of_type, stream_to_file, tiny_workflow
@@ -12,16 +12,24 @@ NEW_NODES = ("LongVideoChunkStitcher", "LongVideoDecodeToVideoFile")
 
 
 def stitcher(source, chunk_length, overlap, transition="linear", colour_anchor="off", strength=1.0):
-    return {"class_type": "LongVideoChunkStitcher", "inputs": {
-        "chunks": source, "chunk_length": chunk_length, "overlap": overlap, "transition": transition,
-        "colour_anchor": colour_anchor, "strength": strength}}
+    return {
+        "class_type": "LongVideoChunkStitcher",
+        "inputs": {
+            "chunks": source,
+            "chunk_length": chunk_length,
+            "overlap": overlap,
+            "transition": transition,
+            "colour_anchor": colour_anchor,
+            "strength": strength,
+        },
+    }
 
 
 def back_to_back_chunks(video, chunk_length, overlap):
     """How another pack hands over chunks: each chunk repeats the previous chunk's last frames, all in one batch."""
     chunks, start = [], 0
     while start + overlap < len(video):
-        chunks.append(video[start:start + chunk_length])
+        chunks.append(video[start : start + chunk_length])
         start += chunk_length - overlap
     return torch.cat(chunks)
 
@@ -31,8 +39,9 @@ def test_a_batch_of_overlapping_chunks_stitches_back_to_the_video(comfy_inproces
     video = torch.rand(40, 16, 16, 3, generator=torch.Generator().manual_seed(0))
     batch = back_to_back_chunks(video, 12, 4)
     assert len(batch) == 12 + 11 * 4
-    [stitched] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=12, overlap=4,
-                           transition=transition, colour_anchor="off", strength=1.0)
+    [stitched] = call_node(
+        comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=12, overlap=4, transition=transition, colour_anchor="off", strength=1.0
+    )
     torch.testing.assert_close(stitched, video)
 
 
@@ -57,8 +66,9 @@ def test_the_shared_frames_of_two_chunks_are_crossfaded_by_the_transitions_formu
         chunks, frames_of = colours[:, None, None, :].expand(17, 8, 8, 3).contiguous(), lambda out: out[:, 0, 0, :]
     else:
         chunks, frames_of = {"samples": colours.T[None, :, :, None, None].expand(1, 3, 17, 2, 2).contiguous()}, lambda out: out["samples"][0, :, :, 0, 0].T
-    [stitched] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=chunks, chunk_length=10, overlap=4,
-                           transition=transition, colour_anchor="off", strength=1.0)
+    [stitched] = call_node(
+        comfy_inprocess, "LongVideoChunkStitcher", chunks=chunks, chunk_length=10, overlap=4, transition=transition, colour_anchor="off", strength=1.0
+    )
     torch.testing.assert_close(frames_of(stitched), expected)
 
 
@@ -66,8 +76,9 @@ def test_colour_anchoring_pulls_later_chunks_to_the_first_chunks_colours(comfy_i
     video = torch.rand(30, 16, 16, 3, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
     batch = back_to_back_chunks(video, 10, 0)
     batch[10:] = (batch[10:] * torch.tensor([1.3, 1.0, 0.7])).clamp(0, 1)  # later chunks drifted
-    [anchored] = call_node(comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=10, overlap=0,
-                           transition="linear", colour_anchor="mean/std (Lab)", strength=1.0)
+    [anchored] = call_node(
+        comfy_inprocess, "LongVideoChunkStitcher", chunks=batch, chunk_length=10, overlap=0, transition="linear", colour_anchor="mean/std (Lab)", strength=1.0
+    )
     drift = lambda frames: (frames.mean(dim=(0, 1, 2)) - video[:10].mean(dim=(0, 1, 2))).abs().max()  # noqa: E731
     assert drift(batch[10:]) > 0.05
     assert drift(anchored[10:]) < 0.2 * drift(batch[10:])

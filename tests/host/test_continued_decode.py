@@ -1,9 +1,9 @@
 """Streaming Decode to Video File continues the video of a run with checkpoints: a decode that stopped
 part-way is finished onto the same file, decoding only the tiles it still needs."""
+
 import av
 import pytest
 import torch
-
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
 from test_checkpoints import STATES, checkpointed, state_frames

@@ -1,10 +1,10 @@
 """The Diagonal Queue Sampler inside real ComfyUI, from the shipped API workflows on tiny models."""
+
 import ast
 import time
 
 import pytest
 import torch
-
 from comfy_host import PACK_ROOT
 from comfy_reference import assert_matches_reference, comfy_euler, empty_latent, guider_of_sampler_inputs, seeded_frames
 from pack_access import record_progress
@@ -124,7 +124,10 @@ def test_continuing_a_clip_from_a_previous_sampler(comfy_inprocess, tiny_model_n
     prompt = sampler_prompt(tiny_model_names, length=10)
     first_id = node_of_type(prompt, "LongVideoDiagonalQueueSampler")
     fresh = run_sampler(comfy_inprocess, sampler_prompt(tiny_model_names, length=12))
-    prompt["95"] = {"class_type": "LongVideoDiagonalQueueSampler", "inputs": {**prompt[first_id]["inputs"], "latent": [first_id, 0], "start": "continue the input latent", "length": 12}}
+    prompt["95"] = {
+        "class_type": "LongVideoDiagonalQueueSampler",
+        "inputs": {**prompt[first_id]["inputs"], "latent": [first_id, 0], "start": "continue the input latent", "length": 12},
+    }
     prompt[node_of_type(prompt, "VAEDecode")]["inputs"]["samples"] = ["95", 0]
     comfy_inprocess.clear_cache()
     comfy_inprocess.run_prompt(prompt)
@@ -137,7 +140,10 @@ def test_continuing_a_clip_from_a_previous_sampler(comfy_inprocess, tiny_model_n
 def test_a_guider_can_replace_model_and_prompts(comfy_inprocess, tiny_model_names):
     prompt = sampler_prompt(tiny_model_names)
     sampler = prompt[node_of_type(prompt, "LongVideoDiagonalQueueSampler")]["inputs"]
-    prompt["90"] = {"class_type": "CFGGuider", "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": 3.0}}
+    prompt["90"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": 3.0},
+    }
     sampler["guider"] = ["90", 0]
     assert run_sampler(comfy_inprocess, prompt).shape[2] == 6
 

@@ -1,11 +1,23 @@
 """The inputs the shipped workflows load are shipped in the pack's input/ folder, load through
 ComfyUI's own nodes, and have the sizes the workflows need."""
+
 import json
 import shutil
 
 import pytest
-
-from example_inputs import CHUNK_LENGTH, CHUNK_OVERLAP, CHUNKS, CHUNKS_VIDEO, CONTEXT_CLIPS, CONTEXT_FRAMES, GUIDE_IMAGE, PACK_INPUTS, SOUND_CLIP, SOUND_CLIP_FPS, SOUND_CLIP_FRAMES
+from example_inputs import (
+    CHUNK_LENGTH,
+    CHUNK_OVERLAP,
+    CHUNKS,
+    CHUNKS_VIDEO,
+    CONTEXT_CLIPS,
+    CONTEXT_FRAMES,
+    GUIDE_IMAGE,
+    PACK_INPUTS,
+    SOUND_CLIP,
+    SOUND_CLIP_FPS,
+    SOUND_CLIP_FRAMES,
+)
 from pack_access import call_node
 from tiny_workflows import WORKFLOWS
 
@@ -62,7 +74,9 @@ def test_the_guide_image_loads_through_load_image(input_folder):
 @pytest.mark.parametrize("extension_workflow", CONTEXT_CLIPS)
 def test_each_context_clip_has_the_size_of_its_workflows_video(input_folder, extension_workflow):
     name, width, height = CONTEXT_CLIPS[extension_workflow]
-    size = next((node["inputs"]["width"], node["inputs"]["height"]) for node in workflow(extension_workflow).values() if node["class_type"] in LATENT_SIZE_NODES)
+    size = next(
+        (node["inputs"]["width"], node["inputs"]["height"]) for node in workflow(extension_workflow).values() if node["class_type"] in LATENT_SIZE_NODES
+    )
     assert (width, height) == size
     assert video_frames(input_folder, name) == (CONTEXT_FRAMES, size)
 

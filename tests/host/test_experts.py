@@ -1,10 +1,10 @@
 """Wan 2.2 A14B's two experts in the samplers, on a tiny pair of Wan 2.1-architecture models with different weights."""
+
 import json
 import urllib.parse
 
 import pytest
 import torch
-
 from hostile_inputs import http_get
 from input_media import write_guide_image, write_test_video
 from pack_access import call_node, fake_conditioning, pack_module, random_latent
@@ -116,12 +116,60 @@ def test_k_step_search_splits_every_sample_at_the_boundary_as_two_advanced_ksamp
     assert 0 < switch < 6
     inputs = prompt[search]["inputs"]
     reference = {
-        **{node_id: node for node_id, node in prompt.items() if node_id not in (search, node_of_type(prompt, "PreviewAny"), node_of_type(prompt, "CreateVideo"), node_of_type(prompt, "SaveVideo"))},
-        "90": {"class_type": "WanImageToVideo", "inputs": {"positive": inputs["positive"], "negative": inputs["negative"], "vae": inputs["vae"], "width": 64, "height": 64, "length": 5, "batch_size": 1, "start_image": inputs["guide_image"]}},
-        "91": {"class_type": "KSamplerAdvanced", "inputs": {"model": experts["high_noise_model"], "add_noise": "enable", "noise_seed": 5, "steps": 6, "cfg": experts["high_noise_cfg"], "sampler_name": "euler", "scheduler": "simple",
-                                                             "positive": ["90", 0], "negative": ["90", 1], "latent_image": ["90", 2], "start_at_step": 0, "end_at_step": switch, "return_with_leftover_noise": "enable"}},
-        "92": {"class_type": "KSamplerAdvanced", "inputs": {"model": experts["low_noise_model"], "add_noise": "disable", "noise_seed": 5, "steps": 6, "cfg": experts["low_noise_cfg"], "sampler_name": "euler", "scheduler": "simple",
-                                                             "positive": ["90", 0], "negative": ["90", 1], "latent_image": ["91", 0], "start_at_step": switch, "end_at_step": 10000, "return_with_leftover_noise": "disable"}},
+        **{
+            node_id: node
+            for node_id, node in prompt.items()
+            if node_id not in (search, node_of_type(prompt, "PreviewAny"), node_of_type(prompt, "CreateVideo"), node_of_type(prompt, "SaveVideo"))
+        },
+        "90": {
+            "class_type": "WanImageToVideo",
+            "inputs": {
+                "positive": inputs["positive"],
+                "negative": inputs["negative"],
+                "vae": inputs["vae"],
+                "width": 64,
+                "height": 64,
+                "length": 5,
+                "batch_size": 1,
+                "start_image": inputs["guide_image"],
+            },
+        },
+        "91": {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                "model": experts["high_noise_model"],
+                "add_noise": "enable",
+                "noise_seed": 5,
+                "steps": 6,
+                "cfg": experts["high_noise_cfg"],
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["90", 0],
+                "negative": ["90", 1],
+                "latent_image": ["90", 2],
+                "start_at_step": 0,
+                "end_at_step": switch,
+                "return_with_leftover_noise": "enable",
+            },
+        },
+        "92": {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                "model": experts["low_noise_model"],
+                "add_noise": "disable",
+                "noise_seed": 5,
+                "steps": 6,
+                "cfg": experts["low_noise_cfg"],
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["90", 0],
+                "negative": ["90", 1],
+                "latent_image": ["91", 0],
+                "start_at_step": switch,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": "disable",
+            },
+        },
         "93": {"class_type": "SaveLatent", "inputs": {"samples": ["92", 0], "filename_prefix": "reference"}},
     }
     comfy_inprocess.clear_cache()
@@ -136,18 +184,25 @@ def test_the_lora_slot_changes_the_expert(comfy_inprocess, tiny_model_names):
     for strength in (0.0, 1.0):
         patched = call_node(comfy_inprocess, "LoraLoaderModelOnly", model=model, lora_name=tiny_model_names["wan_lora_low"], strength_model=strength)[0]
         guider = pack_module("nodes.adapter").prompt_guider(patched, [fake_conditioning(comfy_inprocess, 1)], fake_conditioning(comfy_inprocess, 2), 1.0)
-        got = []
-        pack_module("nodes.adapter").run_with_framewise_denoiser(guider, x.shape, torch.tensor([1.0, 0.0]), 0, lambda denoise, _s: got.append(denoise(x, torch.full((1, 3), 0.5), 0, torch.arange(3)[None]).cpu()))
-        outputs.append(got[0])
+        pack_module("nodes.adapter").run_with_framewise_denoiser(
+            guider,
+            x.shape,
+            torch.tensor([1.0, 0.0]),
+            0,
+            lambda denoise, _s: outputs.append(denoise(x, torch.full((1, 3), 0.5), 0, torch.arange(3)[None]).cpu()),
+        )
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"low_noise_model": "i2v"}, "high-noise expert is text-to-video and the low-noise expert image-to-video"),
-    ({"low_noise_model": "wan22_5b"}, "low_noise_model is WAN22"),
-    ({"boundary": 0.001}, r"boundary 0\.001 is at or below every noise level .* low-noise expert would never run"),
-    ({"guider": True}, "neither a model nor a guider"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"low_noise_model": "i2v"}, "high-noise expert is text-to-video and the low-noise expert image-to-video"),
+        ({"low_noise_model": "wan22_5b"}, "low_noise_model is WAN22"),
+        ({"boundary": 0.001}, r"boundary 0\.001 is at or below every noise level .* low-noise expert would never run"),
+        ({"guider": True}, "neither a model nor a guider"),
+    ],
+)
 def test_experts_that_cannot_work_get_a_clear_error(comfy_inprocess, tiny_model_names, change, message):
     prompt = experts_workflow(tiny_model_names, "fifo_wan22_a14b_t2v")
     experts = prompt[node_of_type(prompt, EXPERTS_NODE)]["inputs"]
@@ -159,15 +214,20 @@ def test_experts_that_cannot_work_get_a_clear_error(comfy_inprocess, tiny_model_
     if "boundary" in change:
         experts["boundary"] = change["boundary"]
     if change.get("guider"):
-        prompt["81"] = {"class_type": "CFGGuider", "inputs": {"model": experts["high_noise_model"], "positive": sampler["positive"], "negative": sampler["negative"], "cfg": 3.0}}
+        prompt["81"] = {
+            "class_type": "CFGGuider",
+            "inputs": {"model": experts["high_noise_model"], "positive": sampler["positive"], "negative": sampler["negative"], "cfg": 3.0},
+        }
         sampler["guider"] = ["81", 0]
     comfy_inprocess.clear_cache()
     with pytest.raises(AssertionError, match=message):
         comfy_inprocess.run_prompt(prompt)
 
 
-@pytest.mark.parametrize("task, scheduler, shift, steps, denoise", [
-    ("t2v", "simple", 8.0, 42, 1.0), ("i2v", "beta", 3.0, 40, 1.0), ("t2v", "normal", 12.0, 18, 0.75), ("i2v", "simple", None, 16, 1.0)])
+@pytest.mark.parametrize(
+    "task, scheduler, shift, steps, denoise",
+    [("t2v", "simple", 8.0, 42, 1.0), ("i2v", "beta", 3.0, 40, 1.0), ("t2v", "normal", 12.0, 18, 0.75), ("i2v", "simple", None, 16, 1.0)],
+)
 def test_the_editors_experts_are_those_of_the_real_models_schedule(comfy_inprocess, comfy_server, tiny_model_names, task, scheduler, shift, steps, denoise):
     """The layout route's schedule (ComfyUI's BasicScheduler on a stand-in for the experts' model
     sampling) against the real one: a tiny A14B high-noise model, with or without ModelSamplingSD3."""
@@ -176,8 +236,16 @@ def test_the_editors_experts_are_those_of_the_real_models_schedule(comfy_inproce
         high = call_node(comfy_inprocess, "ModelSamplingSD3", model=high, shift=shift)[0]
     sigmas = call_node(comfy_inprocess, "BasicScheduler", model=high, scheduler=scheduler, steps=steps, denoise=denoise)[0]
     boundary = pack_module("nodes.experts").default_boundary(high)  # what Wan 2.2 Experts' boundary 0 picks
-    query = {"method": "diagonal_queue", "window": steps // 2, "partitions": 2, "steps": steps, "boundary": 0,
-             "task": {"t2v": "text_to_video", "i2v": "image_to_video"}[task], "scheduler": scheduler, "denoise": denoise}
+    query = {
+        "method": "diagonal_queue",
+        "window": steps // 2,
+        "partitions": 2,
+        "steps": steps,
+        "boundary": 0,
+        "task": {"t2v": "text_to_video", "i2v": "image_to_video"}[task],
+        "scheduler": scheduler,
+        "denoise": denoise,
+    }
     if shift is not None:
         query["shift"] = shift
     status, body, _ = http_get(f"{comfy_server.url}/api/longvideo/layout?{urllib.parse.urlencode(query)}")

@@ -1,11 +1,11 @@
 """The host harness itself: tiny models load through ComfyUI's real loader nodes and sample,
 both in-process and through a real ComfyUI server."""
+
 import sys
 import time
 
 import pytest
 import torch
-
 from comfy_host import PACK_ROOT
 
 
@@ -19,9 +19,21 @@ def sampling_prompt(loaders: dict, model: list, vae: list, latent: list, steps: 
         **loaders,
         "2": conditioning(seed=1),
         "3": conditioning(seed=2),
-        "5": {"class_type": "KSampler", "inputs": {
-            "model": model, "positive": ["2", 0], "negative": ["3", 0], "latent_image": latent,
-            "seed": 0, "steps": steps, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": model,
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": latent,
+                "seed": 0,
+                "steps": steps,
+                "cfg": 2.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+            },
+        },
         "6": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "host_harness/latent"}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": vae}},
         "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
@@ -29,33 +41,47 @@ def sampling_prompt(loaders: dict, model: list, vae: list, latent: list, steps: 
 
 
 def ltxv_prompt(names: dict) -> dict:
-    return sampling_prompt({
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": names["ltxv_ckpt"]}},
-        "4": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1}},
-    }, model=["1", 0], vae=["1", 2], latent=["4", 0])
+    return sampling_prompt(
+        {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": names["ltxv_ckpt"]}},
+            "4": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1}},
+        },
+        model=["1", 0],
+        vae=["1", 2],
+        latent=["4", 0],
+    )
 
 
 def wan21_prompt(names: dict) -> dict:
-    return sampling_prompt({
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names["wan21"], "weight_dtype": "default"}},
-        "7": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
-        "4": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
-    }, model=["1", 0], vae=["7", 0], latent=["4", 0])
+    return sampling_prompt(
+        {
+            "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names["wan21"], "weight_dtype": "default"}},
+            "7": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
+            "4": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
+        },
+        model=["1", 0],
+        vae=["7", 0],
+        latent=["4", 0],
+    )
 
 
 def wan22_5b_prompt(names: dict) -> dict:
-    return sampling_prompt({
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names["wan22_5b"], "weight_dtype": "default"}},
-        "7": {"class_type": "VAELoader", "inputs": {"vae_name": names["taew22"]}},
-        "4": {"class_type": "Wan22ImageToVideoLatent", "inputs": {
-            "vae": ["7", 0], "width": 64, "height": 64, "length": 5, "batch_size": 1}},
-    }, model=["1", 0], vae=["7", 0], latent=["4", 0])
+    return sampling_prompt(
+        {
+            "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names["wan22_5b"], "weight_dtype": "default"}},
+            "7": {"class_type": "VAELoader", "inputs": {"vae_name": names["taew22"]}},
+            "4": {"class_type": "Wan22ImageToVideoLatent", "inputs": {"vae": ["7", 0], "width": 64, "height": 64, "length": 5, "batch_size": 1}},
+        },
+        model=["1", 0],
+        vae=["7", 0],
+        latent=["4", 0],
+    )
 
 
 # family: (prompt builder, model_base class the loader must pick, latent [B, C, T, H, W], frames)
 FAMILIES = {
-    "ltxv": (ltxv_prompt, "LTXV", (1, 128, 2, 2, 2), 9),          # 9 frames / 8 + 1, 64 px / 32
-    "wan21": (wan21_prompt, "WAN21", (1, 16, 2, 8, 8), 5),        # 5 frames / 4 + 1, 64 px / 8
+    "ltxv": (ltxv_prompt, "LTXV", (1, 128, 2, 2, 2), 9),  # 9 frames / 8 + 1, 64 px / 32
+    "wan21": (wan21_prompt, "WAN21", (1, 16, 2, 8, 8), 5),  # 5 frames / 4 + 1, 64 px / 8
     "wan22_5b": (wan22_5b_prompt, "WAN22", (1, 48, 2, 4, 4), 5),  # 5 frames / 4 + 1, 64 px / 16
 }
 
@@ -71,14 +97,17 @@ LOADER_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("loader, role, expected_class", [
-    ("UNETLoader", "wan21", "WAN21"),
-    ("UNETLoader", "wan22_5b", "WAN22"),
-    ("UNETLoader", "unsupported_video", "HunyuanVideo"),
-    ("CheckpointLoaderSimple", "ltxv_ckpt", "LTXV"),
-    ("VAELoader", "wan21_vae", "WanVAE"),
-    ("VAELoader", "taew22", "TAEHV"),
-])
+@pytest.mark.parametrize(
+    "loader, role, expected_class",
+    [
+        ("UNETLoader", "wan21", "WAN21"),
+        ("UNETLoader", "wan22_5b", "WAN22"),
+        ("UNETLoader", "unsupported_video", "HunyuanVideo"),
+        ("CheckpointLoaderSimple", "ltxv_ckpt", "LTXV"),
+        ("VAELoader", "wan21_vae", "WanVAE"),
+        ("VAELoader", "taew22", "TAEHV"),
+    ],
+)
 def test_each_tiny_model_loads_through_the_real_loader_node(comfy_inprocess, tiny_model_names, loader, role, expected_class):
     node = comfy_inprocess.node_class(loader)()
 
@@ -122,13 +151,20 @@ def test_the_pack_imports_in_process_without_errors(comfy_inprocess):
 
 
 def test_in_process_host_registers_the_test_nodes_without_the_repo_on_sys_path(comfy_inprocess):
-    assert comfy_inprocess.test_nodes == ["LongVideoTestCLIPVisionLoader", "LongVideoTestConditioning", "LongVideoTestEncodingTAE", "LongVideoTestFailingVAE", "LongVideoTestTextEncode"]
+    assert comfy_inprocess.test_nodes == [
+        "LongVideoTestCLIPVisionLoader",
+        "LongVideoTestConditioning",
+        "LongVideoTestEncodingTAE",
+        "LongVideoTestFailingVAE",
+        "LongVideoTestTextEncode",
+    ]
     assert str(PACK_ROOT) not in sys.path
 
 
 # ------------------------------------------------------------------------------------------
 # server
 # ------------------------------------------------------------------------------------------
+
 
 def test_server_object_info_lists_core_and_test_nodes(comfy_server):
     info = comfy_server.object_info()
@@ -139,9 +175,10 @@ def test_server_object_info_lists_core_and_test_nodes(comfy_server):
 def test_server_runs_a_wan22_5b_workflow_to_an_animated_webp(comfy_server, tiny_model_names):
     prompt = wan22_5b_prompt(tiny_model_names)
     del prompt["6"]
-    prompt["9"] = {"class_type": "SaveAnimatedWEBP", "inputs": {
-        "images": ["8", 0], "filename_prefix": "host_harness/wan22", "fps": 8.0,
-        "lossless": False, "quality": 80, "method": "default"}}
+    prompt["9"] = {
+        "class_type": "SaveAnimatedWEBP",
+        "inputs": {"images": ["8", 0], "filename_prefix": "host_harness/wan22", "fps": 8.0, "lossless": False, "quality": 80, "method": "default"},
+    }
 
     history = comfy_server.wait(comfy_server.queue(prompt), timeout=120)
 
@@ -192,6 +229,5 @@ def wait_until(condition, timeout: float) -> None:
 
 
 def test_server_log_shows_no_longvideo_import_failure(comfy_server):
-    failures = [line for line in comfy_server.log_text().splitlines()
-                if "IMPORT FAILED" in line and "longvideo" in line.lower()]
+    failures = [line for line in comfy_server.log_text().splitlines() if "IMPORT FAILED" in line and "longvideo" in line.lower()]
     assert failures == [], "\n".join(failures)

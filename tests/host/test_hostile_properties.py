@@ -14,6 +14,7 @@ samples or with odd extra keys; connections left out. Whatever comes, the outcom
 and no file appears outside the output folder. A slice runs against a real server, which must
 keep serving. Examples are derandomized and bounded so the tier takes a few minutes on 2 CPUs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,30 +24,59 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile_inputs import Runner, http_get, tensor_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hostile_inputs import Runner, http_get, tensor_source
 from input_media import write_guide_image
 from pack_access import pack_module
 from tiny_workflows import tiny_workflow
 
-SETTINGS = dict(deadline=120_000, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=120_000,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 NAN, INF = math.nan, math.inf
 MAX_ELEMENTS = 60_000
 
 # ------------------------------------------------------------------------------------------ values
 
-ODD_VALUES = [NAN, INF, -INF, "", "nan", "1e999", "12abc", None, True, {"__value__": NAN}, {"nested": [1]}, -0.0, 10 ** 30, 1e-320]
-ODD_TEXT = ["", " ", "\x00", "a\x00b", "a\nb", "\x7f", "../escape", "../../../../tmp/escape", "/tmp/escape", ".", "..", "a/..", "a/../..",
-            "%year%/%nope%", "x" * 300, "x" * 244, "\ud800x", "\u00fc/\u4e2d\u6587/x", "a\\..\\b", "~/x", "$HOME/x", "longvideo/", "//x", "./x"]
+ODD_VALUES = [NAN, INF, -INF, "", "nan", "1e999", "12abc", None, True, {"__value__": NAN}, {"nested": [1]}, -0.0, 10**30, 1e-320]
+ODD_TEXT = [
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "a\nb",
+    "\x7f",
+    "../escape",
+    "../../../../tmp/escape",
+    "/tmp/escape",
+    ".",
+    "..",
+    "a/..",
+    "a/../..",
+    "%year%/%nope%",
+    "x" * 300,
+    "x" * 244,
+    "\ud800x",
+    "\u00fc/\u4e2d\u6587/x",
+    "a\\..\\b",
+    "~/x",
+    "$HOME/x",
+    "longvideo/",
+    "//x",
+    "./x",
+]
 
 
 def widget_values(widget) -> st.SearchStrategy:
     """Values for one widget: mostly hostile (out of range, NaN, of another type, not an option), sometimes
     another valid value near the bottom of its range, so that the hostile ones meet other settings too."""
     from comfy_api.latest import io
+
     odd = st.sampled_from(ODD_VALUES)
     if isinstance(widget, (io.Int.Input, io.Float.Input)):
         is_int = isinstance(widget, io.Int.Input)
@@ -87,8 +117,13 @@ def video_latents(draw, channels=16):
     """Often near-valid video latents (5-D, the model's channels, few frames), sometimes anything."""
     if draw(st.booleans()):
         return draw(tensors())
-    shape = [draw(st.sampled_from([0, 1, 2])), draw(st.sampled_from([channels, channels, 4, 48, 1])),
-             draw(st.sampled_from([0, 1, 2, 3, 6])), draw(st.sampled_from([0, 1, 3, 4, 8])), draw(st.sampled_from([0, 1, 4, 5, 8]))]
+    shape = [
+        draw(st.sampled_from([0, 1, 2])),
+        draw(st.sampled_from([channels, channels, 4, 48, 1])),
+        draw(st.sampled_from([0, 1, 2, 3, 6])),
+        draw(st.sampled_from([0, 1, 3, 4, 8])),
+        draw(st.sampled_from([0, 1, 4, 5, 8])),
+    ]
     tensor = torch.randn(shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 1000))))
     if tensor.numel() and draw(st.booleans()):
         tensor.view(-1)[draw(st.integers(0, tensor.numel() - 1))] = draw(st.sampled_from([NAN, INF, -INF]))
@@ -101,10 +136,17 @@ def latents(draw, channels=16):
     if draw(st.integers(0, 9)) == 0:
         return draw(st.sampled_from([{}, {"samples": None}, {"samples": "text"}, {"samples": [1, 2]}]))
     latent = {"samples": draw(video_latents(channels))}
-    extras = draw(st.fixed_dictionaries({}, optional={
-        "noise_mask": tensors(max_rank=5), "batch_index": st.lists(st.integers(-3, 3), max_size=3),
-        "downscale_ratio_spacial": st.sampled_from([0, -1, 8, 16, NAN, "x"]), "downscale_ratio_temporal": st.sampled_from([0, -4, 4, NAN, None]),
-    }))
+    extras = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "noise_mask": tensors(max_rank=5),
+                "batch_index": st.lists(st.integers(-3, 3), max_size=3),
+                "downscale_ratio_spacial": st.sampled_from([0, -1, 8, 16, NAN, "x"]),
+                "downscale_ratio_temporal": st.sampled_from([0, -4, 4, NAN, None]),
+            },
+        )
+    )
     return latent | extras
 
 
@@ -113,7 +155,12 @@ def images(draw):
     """Often IMAGE-like [frames, height, width, channels] in 0..1, some holding a NaN or infinity; sometimes anything."""
     if draw(st.booleans()):
         return draw(tensors())
-    shape = [draw(st.sampled_from([0, 1, 2, 5, 9])), draw(st.sampled_from([1, 2, 8, 16])), draw(st.sampled_from([1, 3, 8, 16])), draw(st.sampled_from([1, 3, 3, 4]))]
+    shape = [
+        draw(st.sampled_from([0, 1, 2, 5, 9])),
+        draw(st.sampled_from([1, 2, 8, 16])),
+        draw(st.sampled_from([1, 3, 8, 16])),
+        draw(st.sampled_from([1, 3, 3, 4])),
+    ]
     tensor = torch.rand(shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 1000))))
     if tensor.numel() and draw(st.booleans()):
         tensor.view(-1)[draw(st.integers(0, tensor.numel() - 1))] = draw(st.sampled_from([NAN, INF, -INF]))
@@ -150,15 +197,29 @@ def sampler_prompt(names, workflow, **sampler):
 
 def stitcher_prompt(_names):
     inputs = {"chunks": ["1", 0], "chunk_length": 4, "overlap": 1, "transition": "linear", "colour_anchor": "mean/std (Lab)", "strength": 0.5}
-    return {"1": tensor_source("LongVideoHostileImage", torch.rand(8, 4, 4, 3)), "11": {"class_type": "LongVideoChunkStitcher", "inputs": inputs},
-            "99": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}}}
+    return {
+        "1": tensor_source("LongVideoHostileImage", torch.rand(8, 4, 4, 3)),
+        "11": {"class_type": "LongVideoChunkStitcher", "inputs": inputs},
+        "99": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}},
+    }
 
 
 def decode_prompt(names):
-    inputs = {"samples": ["2", 0], "vae": ["1", 0], "fps": 16.0, "filename_prefix": "longvideo/hostile", "format": "mp4", "crf": 30, "tile_frames": 4, "tile_overlap": 1}
-    return {"1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
-            "2": tensor_source("LongVideoHostileLatent", torch.randn(1, 16, 3, 2, 2)),
-            "11": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs}}
+    inputs = {
+        "samples": ["2", 0],
+        "vae": ["1", 0],
+        "fps": 16.0,
+        "filename_prefix": "longvideo/hostile",
+        "format": "mp4",
+        "crf": 30,
+        "tile_frames": 4,
+        "tile_overlap": 1,
+    }
+    return {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": names["wan21_vae"]}},
+        "2": tensor_source("LongVideoHostileLatent", torch.randn(1, 16, 3, 2, 2)),
+        "11": {"class_type": "LongVideoDecodeToVideoFile", "inputs": inputs},
+    }
 
 
 def kstep_prompt(names):
@@ -169,8 +230,10 @@ def kstep_prompt(names):
 
 
 def open_clip_prompt(names):
-    return {"11": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": names["open_clip"], "architecture": "ViT-B-32"}},
-            "99": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}}}
+    return {
+        "11": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": names["open_clip"], "architecture": "ViT-B-32"}},
+        "99": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}},
+    }
 
 
 def set_input(prompt, node_id, name, value):
@@ -192,6 +255,7 @@ def widget_changes(node_type: str, node_id: str, skip=()):
 
 def _is_widget(item) -> bool:
     from comfy_api.latest import io
+
     return isinstance(item, (io.Int.Input, io.Float.Input, io.Combo.Input, io.String.Input, io.Boolean.Input))
 
 
@@ -218,33 +282,76 @@ def sampler_changes(node_type: str, with_context: bool):
         st.sampled_from(["model", "positive", "negative"]).map(lambda name: ("drop", "11", name, None)),
     ]
     if with_context:
-        options += [latents().map(lambda value: ("LongVideoHostileLatent", "11", "context", value)),
-                    widget_changes("LongVideoPromptFrameRange", "16", skip=("conditioning",)),
-                    widget_changes("LongVideoPromptFrameRange", "17", skip=("conditioning",))]
+        options += [
+            latents().map(lambda value: ("LongVideoHostileLatent", "11", "context", value)),
+            widget_changes("LongVideoPromptFrameRange", "16", skip=("conditioning",)),
+            widget_changes("LongVideoPromptFrameRange", "17", skip=("conditioning",)),
+        ]
     else:
         options += [widget_changes("LongVideoLatentPartition", "9"), widget_changes("LongVideoLookahead", "10")]
     return st.lists(st.one_of(*options), min_size=1, max_size=3)
 
 
 NODES = {
-    "LongVideoDiagonalQueueSampler": (lambda names: sampler_prompt(names, "fifo_wan21_t2v_1.3B"), lambda: sampler_changes("LongVideoDiagonalQueueSampler", False), 100),
-    "LongVideoProgressiveARSampler": (lambda names: sampler_prompt(names, "pavdm_wan21_t2v_1.3B_prompt_schedule"), lambda: sampler_changes("LongVideoProgressiveARSampler", True), 100),
-    "LongVideoChunkStitcher": (stitcher_prompt, lambda: st.lists(st.one_of(
-        widget_changes("LongVideoChunkStitcher", "11"),
-        images().map(lambda value: ("LongVideoHostileImage", "11", "chunks", value)),
-        latents().map(lambda value: ("LongVideoHostileLatent", "11", "chunks", value))), min_size=1, max_size=3), 150),
-    "LongVideoDecodeToVideoFile": (decode_prompt, lambda: st.lists(st.one_of(
-        widget_changes("LongVideoDecodeToVideoFile", "11"),
-        latents().map(lambda value: ("LongVideoHostileLatent", "11", "samples", value))), min_size=1, max_size=3), 150),
-    "LongVideoKStepNoiseSearch": (kstep_prompt, lambda: st.lists(st.one_of(
-        widget_changes("LongVideoKStepNoiseSearch", "11"),
-        images().map(lambda value: ("LongVideoHostileImage", "11", "guide_image", value)),
-        st.sampled_from(["clip_vision", "open_clip"]).map(lambda name: ("drop", "11", name, None))), min_size=1, max_size=2), 80),
+    "LongVideoDiagonalQueueSampler": (
+        lambda names: sampler_prompt(names, "fifo_wan21_t2v_1.3B"),
+        lambda: sampler_changes("LongVideoDiagonalQueueSampler", False),
+        100,
+    ),
+    "LongVideoProgressiveARSampler": (
+        lambda names: sampler_prompt(names, "pavdm_wan21_t2v_1.3B_prompt_schedule"),
+        lambda: sampler_changes("LongVideoProgressiveARSampler", True),
+        100,
+    ),
+    "LongVideoChunkStitcher": (
+        stitcher_prompt,
+        lambda: st.lists(
+            st.one_of(
+                widget_changes("LongVideoChunkStitcher", "11"),
+                images().map(lambda value: ("LongVideoHostileImage", "11", "chunks", value)),
+                latents().map(lambda value: ("LongVideoHostileLatent", "11", "chunks", value)),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        150,
+    ),
+    "LongVideoDecodeToVideoFile": (
+        decode_prompt,
+        lambda: st.lists(
+            st.one_of(widget_changes("LongVideoDecodeToVideoFile", "11"), latents().map(lambda value: ("LongVideoHostileLatent", "11", "samples", value))),
+            min_size=1,
+            max_size=3,
+        ),
+        150,
+    ),
+    "LongVideoKStepNoiseSearch": (
+        kstep_prompt,
+        lambda: st.lists(
+            st.one_of(
+                widget_changes("LongVideoKStepNoiseSearch", "11"),
+                images().map(lambda value: ("LongVideoHostileImage", "11", "guide_image", value)),
+                st.sampled_from(["clip_vision", "open_clip"]).map(lambda name: ("drop", "11", name, None)),
+            ),
+            min_size=1,
+            max_size=2,
+        ),
+        80,
+    ),
     "LongVideoOpenCLIPLoader": (open_clip_prompt, lambda: st.lists(widget_changes("LongVideoOpenCLIPLoader", "11"), min_size=1, max_size=2), 60),
-    "LongVideoWanExperts": (experts_prompt, lambda: st.lists(st.one_of(
-        widget_changes("LongVideoWanExperts", "10"),
-        st.sampled_from(["high_noise_model", "low_noise_model"]).map(lambda name: ("drop", "10", name, None)),
-        latents().map(lambda value: ("LongVideoHostileLatent", "16", "latent", value))), min_size=1, max_size=3), 40),
+    "LongVideoWanExperts": (
+        experts_prompt,
+        lambda: st.lists(
+            st.one_of(
+                widget_changes("LongVideoWanExperts", "10"),
+                st.sampled_from(["high_noise_model", "low_noise_model"]).map(lambda name: ("drop", "10", name, None)),
+                latents().map(lambda value: ("LongVideoHostileLatent", "16", "latent", value)),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        40,
+    ),
 }
 
 # ------------------------------------------------------------------------------------------ checks
@@ -257,6 +364,7 @@ def files_outside(base_dir: Path) -> set[Path]:
 
 def non_finite_outputs(runner: Runner, node_id: str) -> list[str]:
     import asyncio
+
     entry = runner.executor.caches.outputs.get(node_id)
     entry = asyncio.run(entry) if asyncio.iscoroutine(entry) else entry
     found = []
@@ -305,11 +413,29 @@ SERVER_SETTINGS = dict(SETTINGS, max_examples=20)
 def test_hostile_prompts_leave_the_server_serving(comfy_server, tiny_model_names):
     base = sampler_prompt(tiny_model_names, "fifo_wan21_t2v_1.3B")
     base["12"] = {"class_type": "VAELoader", "inputs": {"vae_name": tiny_model_names["wan21_vae"]}}
-    base["13"] = {"class_type": "LongVideoDecodeToVideoFile", "inputs": {
-        "samples": ["11", 0], "vae": ["12", 0], "fps": 16.0, "filename_prefix": "longvideo/hostile", "format": "mp4", "crf": 30, "tile_frames": 4, "tile_overlap": 1}}
+    base["13"] = {
+        "class_type": "LongVideoDecodeToVideoFile",
+        "inputs": {
+            "samples": ["11", 0],
+            "vae": ["12", 0],
+            "fps": 16.0,
+            "filename_prefix": "longvideo/hostile",
+            "format": "mp4",
+            "crf": 30,
+            "tile_frames": 4,
+            "tile_overlap": 1,
+        },
+    }
     del base["99"]
-    server_changes = st.lists(st.one_of(widget_changes("LongVideoDiagonalQueueSampler", "11"), widget_changes("LongVideoDecodeToVideoFile", "13"),
-                                        widget_changes("LongVideoLatentPartition", "9")), min_size=1, max_size=3)
+    server_changes = st.lists(
+        st.one_of(
+            widget_changes("LongVideoDiagonalQueueSampler", "11"),
+            widget_changes("LongVideoDecodeToVideoFile", "13"),
+            widget_changes("LongVideoLatentPartition", "9"),
+        ),
+        min_size=1,
+        max_size=3,
+    )
     tally = {}
 
     @settings(**SERVER_SETTINGS)

@@ -3,9 +3,9 @@
 Each chunk is an H3 audio-video latent (EmptyMiniMaxH3LatentAV) whose prompt carries the guide as a
 keyframe (MiniMaxH3AddGuide); chunks are 5 + 17 n frames at 24 fps.
 """
+
 import pytest
 import torch
-
 from input_media import GUIDE_IMAGE, write_guide_image
 from pack_access import call_node, pack_module
 from test_kstep_noise_search import parse_report
@@ -74,8 +74,20 @@ def test_same_seed_same_video_and_the_chosen_chunk_is_a_plain_comfyui_run_of_its
     similarity = pack_module("samplers.noise_search").min_frame_similarity
 
     def ksampler(seed, steps):
-        return call_node(host, "KSampler", model=model, seed=seed, steps=steps, cfg=5.0, sampler_name="euler", scheduler="simple",
-                         positive=positive, negative=negative, latent_image=start, denoise=1.0)[0]
+        return call_node(
+            host,
+            "KSampler",
+            model=model,
+            seed=seed,
+            steps=steps,
+            cfg=5.0,
+            sampler_name="euler",
+            scheduler="simple",
+            positive=positive,
+            negative=negative,
+            latent_image=start,
+            denoise=1.0,
+        )[0]
 
     with torch.no_grad():
         guide_embedding = embed(guide[-1:])[0]

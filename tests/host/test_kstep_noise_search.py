@@ -1,9 +1,9 @@
 """k-Step Noise Search inside real ComfyUI, from the shipped API workflows on tiny models."""
+
 import re
 
 import pytest
 import torch
-
 from input_media import GUIDE_IMAGE, write_guide_image
 from pack_access import call_node, fake_conditioning, pack_module
 from saved_videos import read_video, saved_file
@@ -73,12 +73,27 @@ def test_scores_and_chunks_match_plain_comfyui_runs_of_the_reported_seeds(comfy_
     model, _, vae = call_node(host, "CheckpointLoaderSimple", ckpt_name=tiny_model_names["ltxv_ckpt"])
     positive, negative = call_node(host, "LTXVConditioning", positive=fake_conditioning(host, 5), negative=fake_conditioning(host, 6), frame_rate=24.0)
     guide = call_node(host, "LoadImage", image=GUIDE_IMAGE)[0]
-    positive, negative, start = call_node(host, "LTXVImgToVideo", positive=positive, negative=negative, vae=vae, image=guide, width=64, height=64, length=9, batch_size=1, strength=1.0)
+    positive, negative, start = call_node(
+        host, "LTXVImgToVideo", positive=positive, negative=negative, vae=vae, image=guide, width=64, height=64, length=9, batch_size=1, strength=1.0
+    )
     embed = call_node(host, "LongVideoOpenCLIPLoader", checkpoint=tiny_model_names["open_clip"], architecture="ViT-B-32")[0]
     similarity = pack_module("samplers.noise_search").min_frame_similarity
 
     def ksampler(seed, steps):
-        return call_node(host, "KSampler", model=model, seed=seed, steps=steps, cfg=3.0, sampler_name="euler", scheduler="simple", positive=positive, negative=negative, latent_image=start, denoise=1.0)[0]
+        return call_node(
+            host,
+            "KSampler",
+            model=model,
+            seed=seed,
+            steps=steps,
+            cfg=3.0,
+            sampler_name="euler",
+            scheduler="simple",
+            positive=positive,
+            negative=negative,
+            latent_image=start,
+            denoise=1.0,
+        )[0]
 
     with torch.no_grad():
         guide_embedding = embed(guide[-1:])[0]
@@ -92,7 +107,9 @@ def test_scores_and_chunks_match_plain_comfyui_runs_of_the_reported_seeds(comfy_
 
 def test_longer_guide_tail_and_whole_chunks(comfy_inprocess, tiny_model_names):
     _, _, (dropped, _, _) = run_search(comfy_inprocess, search_prompt(tiny_model_names, "wan22_5b", guide_frames=5, chunk_length=9))
-    _, _, (whole, latent, _) = run_search(comfy_inprocess, search_prompt(tiny_model_names, "wan22_5b", guide_frames=5, chunk_length=9, drop_repeated_frames=False))
+    _, _, (whole, latent, _) = run_search(
+        comfy_inprocess, search_prompt(tiny_model_names, "wan22_5b", guide_frames=5, chunk_length=9, drop_repeated_frames=False)
+    )
     assert whole.shape[0] == 18 and latent["samples"].shape[2] == 3 and whole.isfinite().all()
     torch.testing.assert_close(dropped, torch.cat([whole[:9], whole[14:]]))
 
@@ -105,8 +122,20 @@ def test_wan_i2v_with_clip_vision_conditioning(comfy_inprocess, tiny_model_names
     clip_vision = call_node(host, "LongVideoTestCLIPVisionLoader", clip_name=tiny_model_names["clip_vision"])[0]
     guide = call_node(host, "LoadImage", image=GUIDE_IMAGE)[0]
     images, latent, report = call_node(
-        host, SEARCH, model=model, positive=fake_conditioning(host, 1), negative=fake_conditioning(host, 2), vae=vae, guide_image=guide,
-        chunk_length=5, cfg=5.0, sampler_name="euler", scheduler="simple", guide_frames=1, drop_repeated_frames=True, clip_vision=clip_vision,
+        host,
+        SEARCH,
+        model=model,
+        positive=fake_conditioning(host, 1),
+        negative=fake_conditioning(host, 2),
+        vae=vae,
+        guide_image=guide,
+        chunk_length=5,
+        cfg=5.0,
+        sampler_name="euler",
+        scheduler="simple",
+        guide_frames=1,
+        drop_repeated_frames=True,
+        clip_vision=clip_vision,
         **{**TEST_SEARCH, "width": 32, "height": 32},
     )
     assert images.shape == (9, 32, 32, 3)

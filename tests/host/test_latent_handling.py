@@ -1,6 +1,6 @@
 """What the samplers do with the LATENT they get, as ComfyUI's own KSampler does on ComfyUI 0.33."""
-import pytest
 
+import pytest
 from tiny_workflows import node_of_type, tiny_workflow
 
 SAMPLERS = {"LongVideoDiagonalQueueSampler": "fifo_wan21_t2v_1.3B", "LongVideoProgressiveARSampler": "pavdm_wan21_t2v_1.3B_prompt_schedule"}
@@ -17,7 +17,10 @@ def test_an_empty_latent_of_another_family_is_resized_for_the_model_and_its_rati
     prompt[empty] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}}
     prompt[node_of_type(prompt, "VAEDecode")]["inputs"]["samples"] = [sampler_id, 0]
     comfy_inprocess.clear_cache()
-    comfy_inprocess.run_prompt({node_id: node for node_id, node in prompt.items() if node["class_type"] not in ("CreateVideo", "SaveVideo")} | {"99": {"class_type": "PreviewImage", "inputs": {"images": [node_of_type(prompt, "VAEDecode"), 0]}}})
+    comfy_inprocess.run_prompt(
+        {node_id: node for node_id, node in prompt.items() if node["class_type"] not in ("CreateVideo", "SaveVideo")}
+        | {"99": {"class_type": "PreviewImage", "inputs": {"images": [node_of_type(prompt, "VAEDecode"), 0]}}}
+    )
     given = comfy_inprocess.node_output(empty)
     assert given["downscale_ratio_spacial"] == 8 and tuple(given["samples"].shape[-2:]) == (8, 8)
     out = comfy_inprocess.node_output(sampler_id)

@@ -1,4 +1,5 @@
 """The editor's layout route counts a Few-Step Queue's frames per level and a Reference Anchor's frame in every call."""
+
 import json
 import urllib.request
 
@@ -10,7 +11,9 @@ def layout(server, **query) -> dict:
 
 
 def test_a_few_step_queue_with_a_reference_anchor(comfy_server):
-    summary = layout(comfy_server, method="diagonal_queue", window=20, partitions=1, lookahead="true", frames_per_level=5, reference_frames=1, steps=4, length=40)
+    summary = layout(
+        comfy_server, method="diagonal_queue", window=20, partitions=1, lookahead="true", frames_per_level=5, reference_frames=1, steps=4, length=40
+    )
     assert summary["steps_warning"] is None and summary["levels"] == 4
     assert summary["frames_per_call"] == 21 and summary["reference_frames"] == 1
     assert summary["calls_per_frame"] == 0.4

@@ -5,6 +5,7 @@ grow the process or hold up other requests. Bounds here are generous (the CI mac
 shared) but far below what an unbounded route takes: before, one 4,000-digit `window` grew the
 server to 19 GB, and widget maxima held the event loop for seconds per request.
 """
+
 import json
 import statistics
 import time
@@ -12,7 +13,6 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from hostile_inputs import http_get as get
 
 ROUTE = "/api/longvideo/layout"
@@ -96,7 +96,10 @@ def test_experts_values_beyond_the_widgets_are_drawn_as_the_widget_limits(comfy_
 
 
 def test_the_longest_expert_schedules_are_drawn_in_full(comfy_server):
-    for query, slots in ((EXPERTS_MAXIMA, 250 + 10_000), ({**EXPERTS_MAXIMA, "method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984"}, 65 * 128)):
+    for query, slots in (
+        (EXPERTS_MAXIMA, 250 + 10_000),
+        ({**EXPERTS_MAXIMA, "method": "progressive_ar", "chunk_size": "128", "window_chunks": "64", "steps": "9984"}, 65 * 128),
+    ):
         status, body, seconds = get(layout_url(comfy_server, query))
         answer = json.loads(body)
         assert (status, answer["expert_warning"]) == (200, None)
@@ -120,8 +123,10 @@ def test_a_flood_of_hostile_queries_does_not_hold_up_other_requests(comfy_server
         statuses = [answer.result()[0] for answer in answers]
     assert set(statuses) <= {200, 400}
     worst_probe = max(probe_latencies, default=0.0)
-    print(f"{len(flood)} hostile requests answered in {flood_seconds:.1f} s; /queue answered {len(probe_latencies)} times meanwhile, "
-          f"worst {worst_probe * 1000:.0f} ms (alone: median {baseline * 1000:.0f} ms)")
+    print(
+        f"{len(flood)} hostile requests answered in {flood_seconds:.1f} s; /queue answered {len(probe_latencies)} times meanwhile, "
+        f"worst {worst_probe * 1000:.0f} ms (alone: median {baseline * 1000:.0f} ms)"
+    )
     assert len(probe_latencies) >= 3
     assert worst_probe < 1.0 + 10 * baseline
     assert get(probe)[0] == 200

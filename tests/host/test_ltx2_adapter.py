@@ -4,9 +4,9 @@ LTX-2's LATENT packs a video latent [B, 128, F, H, W] and an audio latent [B, 8,
 per second); ``process_timestep`` turns ``denoise_mask`` into per-token video timesteps and
 ``audio_denoise_mask`` into per-token audio timesteps.
 """
+
 import pytest
 import torch
-
 from pack_access import call_node, pack_module, random_latent
 from tiny_models import LTX2_TRANSFORMER, TINY_MODEL_FILES, ltx2_audio_vae
 
@@ -124,8 +124,10 @@ def test_mixed_levels_equal_plain_calls_frame_by_frame_and_unit_by_unit(comfy_in
     naive_video = (plain[top][0][:, :, -1] - plain[low][0][:, :, -1]).abs().max().item()
     naive_audio = (plain[top][1][:, :, -1] - plain[low][1][:, :, -1]).abs().max().item()
     assert min(naive_video, naive_audio) > 100 * max(worst_video, worst_audio, 1e-7)
-    print(f"LTX-2 mixed window: worst video error {worst_video:.2e}, worst audio error {worst_audio:.2e}; "
-          f"levels far apart differ by {naive_video:.2e} (video), {naive_audio:.2e} (audio)")
+    print(
+        f"LTX-2 mixed window: worst video error {worst_video:.2e}, worst audio error {worst_audio:.2e}; "
+        f"levels far apart differ by {naive_video:.2e} (video), {naive_audio:.2e} (audio)"
+    )
 
 
 def test_the_transformer_gets_each_frames_and_each_audio_latents_own_timestep(comfy_inprocess):
@@ -143,7 +145,9 @@ def test_the_transformer_gets_each_frames_and_each_audio_latents_own_timestep(co
         return executor(x, timestep, *args, **kwargs)
 
     def body(denoise, _sigmas):
-        patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
+        patcher_extension.add_wrapper_with_key(
+            patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True
+        )
         seen["x0"] = [stream.cpu() for stream in denoise.denoise_audio_video(video, video_levels[None], audio, audio_levels[None])]
         seen["model_sampling"] = denoise.model_sampling
 
@@ -239,8 +243,10 @@ def test_a_window_later_in_the_video_gets_the_positions_of_its_frames_and_sound_
     audio_shift = shift_of(window["audio_seconds"], whole["audio_seconds"][first:])
     # one shift for every video token and every audio token, start and end: the 9 pixel frames before frame 2
     common = (8 * WINDOW_START - 7) / FRAME_RATE
-    print(f"window from frame {WINDOW_START}: video shifted {video_shift.min():.6f}..{video_shift.max():.6f} s, "
-          f"audio {audio_shift.min():.6f}..{audio_shift.max():.6f} s (the {8 * WINDOW_START - 7} pixel frames before it: {common:.6f} s)")
+    print(
+        f"window from frame {WINDOW_START}: video shifted {video_shift.min():.6f}..{video_shift.max():.6f} s, "
+        f"audio {audio_shift.min():.6f}..{audio_shift.max():.6f} s (the {8 * WINDOW_START - 7} pixel frames before it: {common:.6f} s)"
+    )
     torch.testing.assert_close(video_shift, torch.full_like(video_shift, common), rtol=0, atol=1e-6)
     torch.testing.assert_close(audio_shift, torch.full_like(audio_shift, common), rtol=0, atol=1e-5)
 

@@ -6,9 +6,9 @@ clip with sound: LoadVideo, VAEEncode, LTXVAudioVAEEncode), the sampler, and the
 LTXVSeparateAVLatent and decoded by VAEDecode and LTXVAudioVAEDecode. The text encoder (Gemma 3 12B)
 has no tiny form, so a seeded random CONDITIONING of the width LTX-2's connectors give stands in.
 """
+
 import pytest
 import torch
-
 from comfy_reference import GivenNoise, assert_matches_reference, guider_of_sampler_inputs
 from input_media import write_sound_clip
 from pack_access import call_node, pack_module, record_progress
@@ -39,7 +39,10 @@ def ltx2_prompt(sampler: str, fps: int, start: str = "noise", length: int = LENG
         "4": {"class_type": "LongVideoTestConditioning", "inputs": {"width": CONTEXT_WIDTH, "tokens": 8, "seed": 2, "scale": 1.0}},
         "5": {"class_type": "LTXVConditioning", "inputs": {"positive": ["3", 0], "negative": ["4", 0], "frame_rate": float(fps)}},
         "6": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": pixel_frames(LENGTH), "batch_size": 1}},
-        "7": {"class_type": "LTXVEmptyLatentAudio", "inputs": {"frames_number": pixel_frames(LENGTH), "frame_rate": fps, "batch_size": 1, "audio_vae": ["2", 0]}},
+        "7": {
+            "class_type": "LTXVEmptyLatentAudio",
+            "inputs": {"frames_number": pixel_frames(LENGTH), "frame_rate": fps, "batch_size": 1, "audio_vae": ["2", 0]},
+        },
         "8": {"class_type": "LTXVConcatAVLatent", "inputs": {"video_latent": ["6", 0], "audio_latent": ["7", 0]}},
         "9": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": steps, "denoise": 1.0}},
         "11": {"class_type": "LTXVSeparateAVLatent", "inputs": {"av_latent": ["10", 0]}},
@@ -134,8 +137,15 @@ def test_with_one_noisy_chunk_the_first_chunks_are_comfyuis_own_sampling_of_vide
             given["noise_mask"] = comfy.nested_tensor.NestedTensor(mask)
         chooser = call_node(host, "KSamplerSelect", sampler_name="euler")[0]
         with torch.inference_mode():
-            out = call_node(host, "SamplerCustomAdvanced", noise=GivenNoise(comfy.nested_tensor.NestedTensor(noise)), guider=guider,
-                            sampler=chooser, sigmas=sigmas, latent_image=given)[0]
+            out = call_node(
+                host,
+                "SamplerCustomAdvanced",
+                noise=GivenNoise(comfy.nested_tensor.NestedTensor(noise)),
+                guider=guider,
+                sampler=chooser,
+                sigmas=sigmas,
+                latent_image=given,
+            )[0]
         return out["samples"].unbind()
 
     first_video, first_audio = euler([torch.zeros(1, 128, chunk, 2, 2), torch.zeros(1, 8, units[0], 16)], noise(0))
@@ -154,8 +164,14 @@ def stream_packing(host, fps: int):
     sound = pack_module("nodes.adapter.sound")
     streams = pack_module("samplers.streams")
     model = host.node_output(IDS["model"]).model
-    guider = call_node(host, "CFGGuider", model=host.node_output(IDS["model"]), positive=host.node_output(IDS["conditioning"], 0),
-                       negative=host.node_output(IDS["conditioning"], 1), cfg=1.0)[0]
+    guider = call_node(
+        host,
+        "CFGGuider",
+        model=host.node_output(IDS["model"]),
+        positive=host.node_output(IDS["conditioning"], 0),
+        negative=host.node_output(IDS["conditioning"], 1),
+        cfg=1.0,
+    )[0]
     timeline = sound.SoundTimeline.of(model, [guider])
     assert timeline == sound.SoundTimeline(float(fps), 25.0, 8, audio_lead=0.75)
     return streams.FramePacking(timeline.stream((8, 16), 0), (128, 2, 2))
@@ -189,7 +205,9 @@ def test_clear_messages_for_a_latent_without_sound_and_sound_of_another_frame_ra
     # 97 frames last 97 audio latents at 25 fps, 101 at the conditioning's 24
     prompt["6"]["inputs"]["length"] = prompt["7"]["inputs"]["frames_number"] = 97
     prompt["7"]["inputs"]["frame_rate"] = 25
-    with pytest.raises(AssertionError, match=r"sound is 97 audio latents long, but its 13 latent frames \(97 frames\) last 101 audio latents at the conditioning's 24 fps"):
+    with pytest.raises(
+        AssertionError, match=r"sound is 97 audio latents long, but its 13 latent frames \(97 frames\) last 101 audio latents at the conditioning's 24 fps"
+    ):
         run(host, prompt)
     prompt = ltx2_prompt(PROGRESSIVE, 24)
     prompt["30"] = {"class_type": "LTXVConditioning", "inputs": {"positive": ["4", 0], "negative": ["4", 0], "frame_rate": 30.0}}
@@ -244,7 +262,10 @@ def test_checkpoints_and_a_reference_latent_stop_with_sound_until_they_carry_it(
     host = comfy_inprocess
     checkpoints = pack_module("nodes.checkpoints")
     prompt = ltx2_prompt(PROGRESSIVE, 24, checkpoints=["41", 0])
-    prompt["41"] = {"class_type": "LongVideoCheckpoints", "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL}}
+    prompt["41"] = {
+        "class_type": "LongVideoCheckpoints",
+        "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL},
+    }
     with pytest.raises(AssertionError, match="LTX-2 makes video and sound together, and Checkpoints do not save the sound yet"):
         run(host, prompt)
     prompt = ltx2_prompt(PROGRESSIVE, 24, anchor=["40", 0])

@@ -3,11 +3,11 @@
 H3 packs a video latent [1, 24, F, H, W] and an audio latent [1, 32, 2, A] (stereo, 40 audio latent
 frames per second) into one; its transformer labels every row from masks and takes a batch of one.
 """
+
 import logging
 
 import pytest
 import torch
-
 from pack_access import call_node, fake_conditioning, pack_module, random_latent
 
 H3_TEXT_WIDTH = 5120  # Qwen3-VL-32B, the width of the tiny H3's text projection
@@ -133,7 +133,9 @@ def test_mixed_levels_equal_plain_calls_frame_by_frame_for_video_and_sound(comfy
         assert error < MIXED_AUDIO, f"audio frame {j} at sigma {level:.2f}: max abs error {error:.2e}"
     # the check has teeth: every row's own label matters far more than the coupling the bounds allow
     assert min(wrong_label) > 20 * MIXED_VIDEO
-    print(f"H3 mixed window: worst video error {worst_video:.2e}, worst audio error {worst_audio:.2e}; a wrong label costs {min(wrong_label):.2e} to {max(wrong_label):.2e}")
+    print(
+        f"H3 mixed window: worst video error {worst_video:.2e}, worst audio error {worst_audio:.2e}; a wrong label costs {min(wrong_label):.2e} to {max(wrong_label):.2e}"
+    )
 
 
 def test_the_transformer_labels_each_row_at_its_own_level_and_sees_its_own_audio(comfy_inprocess, tiny_model_names):
@@ -149,12 +151,16 @@ def test_the_transformer_labels_each_row_at_its_own_level_and_sees_its_own_audio
     seen = {}
 
     def capture(executor, x, timestep, context, *args, **kwargs):
-        seen.update(audio=x[1].cpu(), sigma=float(timestep.flatten()[0]) / 1000, video_mask=kwargs["denoise_mask"].cpu(), audio_mask=kwargs["audio_denoise_mask"].cpu())
+        seen.update(
+            audio=x[1].cpu(), sigma=float(timestep.flatten()[0]) / 1000, video_mask=kwargs["denoise_mask"].cpu(), audio_mask=kwargs["audio_denoise_mask"].cpu()
+        )
         return executor(x, timestep, context, *args, **kwargs)
 
     def body(denoise, _sigmas):
         # added after the adapter's wrapper, so it runs inside it and sees what the transformer gets
-        patcher_extension.add_wrapper_with_key(patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True)
+        patcher_extension.add_wrapper_with_key(
+            patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.capture", capture, denoise.model_options, is_model_options=True
+        )
         seen["x0"] = [stream.cpu() for stream in denoise.denoise_audio_video(video, video_levels[None], audio, audio_levels[None])]
 
     inside_sampling(guider, body)

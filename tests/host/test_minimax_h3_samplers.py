@@ -6,9 +6,9 @@ LTXVConcatAVLatent), the sampler, and the output taken apart by LTXVSeparateAVLa
 VAEDecode and VAEDecodeAudio. The text encoder (Qwen3-VL-32B) has no tiny form, so a seeded random
 CONDITIONING of its width stands in.
 """
+
 import pytest
 import torch
-
 from comfy_reference import GivenNoise, assert_matches_reference, guider_of_sampler_inputs
 from input_media import write_sound_clip
 from pack_access import call_node, pack_module
@@ -76,8 +76,14 @@ def run(host, prompt: dict) -> dict:
     host.run_prompt(prompt)
     latent = host.node_output(IDS["sampler"])
     video, audio = latent["samples"].unbind()
-    return {"latent": latent, "video": video, "audio": audio, "images": host.node_output(IDS["images"]), "sound": host.node_output(IDS["sound"]),
-            "separated": [host.node_output(IDS["separate"], index)["samples"] for index in range(2)]}
+    return {
+        "latent": latent,
+        "video": video,
+        "audio": audio,
+        "images": host.node_output(IDS["images"]),
+        "sound": host.node_output(IDS["sound"]),
+        "separated": [host.node_output(IDS["separate"], index)["samples"] for index in range(2)],
+    }
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -122,8 +128,15 @@ def test_with_one_noisy_chunk_the_first_chunk_is_comfyuis_own_sampling_of_video_
     given = {"samples": comfy.nested_tensor.NestedTensor([torch.zeros(1, 24, chunk, 4, 4), torch.zeros(1, 32, 2, units)])}
     chooser = call_node(host, "KSamplerSelect", sampler_name="euler")[0]
     with torch.inference_mode():
-        out = call_node(host, "SamplerCustomAdvanced", noise=GivenNoise(comfy.nested_tensor.NestedTensor([video_noise, audio_noise[0]])), guider=guider,
-                        sampler=chooser, sigmas=sigmas, latent_image=given)[0]
+        out = call_node(
+            host,
+            "SamplerCustomAdvanced",
+            noise=GivenNoise(comfy.nested_tensor.NestedTensor([video_noise, audio_noise[0]])),
+            guider=guider,
+            sampler=chooser,
+            sigmas=sigmas,
+            latent_image=given,
+        )[0]
     video, audio = out["samples"].unbind()
     print(f"first chunk against SamplerCustomAdvanced: video {(ours['video'] - video).abs().max():.1e}, sound {(ours['audio'] - audio).abs().max():.1e}")
     assert_matches_reference(ours["video"], video)
@@ -217,8 +230,11 @@ def test_a_clip_whose_sound_outlasts_its_encoded_frames_is_refused_with_what_to_
     write_sound_clip(host.base_dir / "input" / "h3_clip_of_25_frames.mp4", 24, 25)
     prompt = h3_prompt(PROGRESSIVE, "clip")
     prompt["20"]["inputs"]["file"] = "h3_clip_of_25_frames.mp4"
-    with pytest.raises(AssertionError, match=r"The context input's sound is 42 audio latents long, but its 7 latent frames \(22 frames\) last 37 audio "
-                                             r"latents at MiniMax H3's 24 fps .* Encode a clip of 5 \+ 17 n frames at 24 fps with its own sound"):
+    with pytest.raises(
+        AssertionError,
+        match=r"The context input's sound is 42 audio latents long, but its 7 latent frames \(22 frames\) last 37 audio "
+        r"latents at MiniMax H3's 24 fps .* Encode a clip of 5 \+ 17 n frames at 24 fps with its own sound",
+    ):
         run(host, prompt)
 
 
@@ -237,6 +253,9 @@ def test_a_reference_anchor_on_the_videos_first_frame_shows_it_with_its_sound(co
 def test_checkpoints_stop_with_h3s_sound_until_they_carry_it(comfy_inprocess):
     checkpoints = pack_module("nodes.checkpoints")
     prompt = h3_prompt(PROGRESSIVE, checkpoints=["41", 0])
-    prompt["41"] = {"class_type": "LongVideoCheckpoints", "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL}}
+    prompt["41"] = {
+        "class_type": "LongVideoCheckpoints",
+        "inputs": {"every_frames": 2, "keep": 1, "resume_from": checkpoints.NO_STATE, "reroll_from_frame": checkpoints.NO_REROLL},
+    }
     with pytest.raises(AssertionError, match="MiniMax H3 makes video and sound together, and Checkpoints do not save the sound yet"):
         run(comfy_inprocess, prompt)

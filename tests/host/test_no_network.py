@@ -5,20 +5,28 @@ loaders the workflows use, and the Open CLIP Loader loads an architecture whose 
 would fetch from Hugging Face; meanwhile an audit hook refuses, and records, every attempt to
 resolve a host name or open a connection.
 """
+
 import socket
 import sys
 from contextlib import contextmanager
 
 import pytest
-
 from hostile_inputs import Runner, ending_in_a_preview
 from input_media import write_workflow_inputs
 from open_clip_files import HF_TEXT_TOWER_FILE, add_clip_vision_folder, write_open_clip_files
 from tiny_workflows import TEST_STITCH, WORKFLOWS, tiny_workflow
 
-NETWORK_EVENTS = frozenset({
-    "socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo", "socket.sendto", "socket.sendmsg",
-})
+NETWORK_EVENTS = frozenset(
+    {
+        "socket.connect",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+        "socket.sendto",
+        "socket.sendmsg",
+    }
+)
 STITCHED_CHUNK_FRAMES = 2 * TEST_STITCH["chunk_length"] - TEST_STITCH["overlap"]
 
 
@@ -75,8 +83,10 @@ def test_a_shipped_workflow_runs_without_the_network(comfy_inprocess, tiny_model
 def test_an_open_clip_architecture_with_a_hugging_face_text_tower_loads_without_the_network(comfy_inprocess, network_refused, monkeypatch, tmp_path):
     write_open_clip_files(tmp_path)
     add_clip_vision_folder(monkeypatch, tmp_path)
-    prompt = {"1": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": HF_TEXT_TOWER_FILE, "architecture": "xlm-roberta-base-ViT-B-32"}},
-              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": HF_TEXT_TOWER_FILE, "architecture": "xlm-roberta-base-ViT-B-32"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
     with network_refused.refusing() as attempts:
         outcome = Runner(comfy_inprocess).run(prompt)
     assert outcome.succeeded, outcome.describe()

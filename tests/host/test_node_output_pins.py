@@ -10,14 +10,14 @@ latent's largest value. They were recorded from the code whose digests the previ
 them again (``LONGVIDEO_RECORD_PINS=1``) only for a change meant to change the numbers, and say so
 in the commit.
 """
+
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from input_media import GUIDE_IMAGE, write_guide_image
+from safetensors.torch import load_file, save_file
 from tiny_workflows import add_prompt_schedule, node_of_type, tiny_workflow
 
 SAVING_NODES = ("VAEDecode", "CreateVideo", "SaveVideo", "SaveAnimatedWEBP", "LongVideoDecodeToVideoFile")
@@ -38,6 +38,7 @@ CASES = {
     "kstep_wan22_5b": ("kstep_wan22_5b", {}, "LongVideoKStepNoiseSearch", {"chunk_length": 5, "guide_frames": 1, "seed": 11}),
     "kstep_cosmos": ("kstep_cosmos_predict2_2b", {}, "LongVideoKStepNoiseSearch", {"chunk_length": 5, "seed": 12}),
 }
+
 
 # further changes to a case's prompt: (prompt, sampler id) -> None
 def _batched(prompt, sampler_id):
@@ -62,7 +63,10 @@ def latent_only(prompt: dict, sampler_id: str) -> dict:
     """The workflow up to the sampler, its LATENT saved as is (no decode, no lossy video)."""
     for node_id in [i for i, node in prompt.items() if node["class_type"] in SAVING_NODES]:
         del prompt[node_id]
-    prompt["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler_id, 1 if "KStep" in prompt[sampler_id]["class_type"] else 0], "filename_prefix": "pins/latent"}}
+    prompt["99"] = {
+        "class_type": "SaveLatent",
+        "inputs": {"samples": [sampler_id, 1 if "KStep" in prompt[sampler_id]["class_type"] else 0], "filename_prefix": "pins/latent"},
+    }
     return prompt
 
 
@@ -72,7 +76,7 @@ def without_video_decoding(prompt: dict) -> None:
     ComfyUI 0.33 decodes the same mp4 to slightly different pixels in different processes
     (up to 5/255 here), so a clip read by Load Video cannot be part of a bit-exact pin.
     """
-    for node_id, node in prompt.items():
+    for node in prompt.values():
         if node["class_type"] == "LoadVideo":
             node.update(class_type="LoadImage", inputs={"image": GUIDE_IMAGE})
         elif node["class_type"] == "GetVideoComponents":
@@ -103,4 +107,6 @@ def pins(comfy_inprocess, tiny_model_names):
 @pytest.mark.parametrize("case", CASES)
 def test_sampler_output_is_pinned(comfy_inprocess, tiny_model_names, pins, case):
     got = pinned_output(comfy_inprocess, tiny_model_names, case).float()
-    torch.testing.assert_close(got, pins[case], atol=RELATIVE_TOLERANCE * float(pins[case].abs().max()), rtol=0, msg=lambda m: f"{case}: the output changed. {m}")
+    torch.testing.assert_close(
+        got, pins[case], atol=RELATIVE_TOLERANCE * float(pins[case].abs().max()), rtol=0, msg=lambda m: f"{case}: the output changed. {m}"
+    )

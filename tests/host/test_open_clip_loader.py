@@ -1,8 +1,8 @@
 """The Open CLIP Loader builds only the image tower from a local file: any open_clip architecture
 loads without the network, and a file that does not fit says so in a line."""
+
 import pytest
 import torch
-
 from hostile_inputs import Runner
 from open_clip_files import HF_TEXT_TOWER_FILE, NO_CONFIG_FILE, TRUNCATED_FILE, add_clip_vision_folder, write_open_clip_files
 from pack_access import call_node, pack_module
@@ -43,15 +43,20 @@ def test_the_image_tower_embeds_as_open_clips_whole_model_does(comfy_inprocess, 
         torch.testing.assert_close(load(comfy_inprocess, name)(images), whole.encode_image(pixels))
 
 
-@pytest.mark.parametrize("checkpoint, architecture, words", [
-    (NO_CONFIG_FILE, "ViT-B-32", "does not hold the image tower of the open_clip architecture ViT-B-32"),
-    (NO_CONFIG_FILE, "not-an-architecture" * 20, "open_clip has no architecture named"),
-    (NO_CONFIG_FILE, "hf-hub:timm/vit_base_patch32_clip_224.openai", "open_clip has no architecture named"),
-    (TRUNCATED_FILE, "ViT-B-32", "could not be read as a weights file"),
-])
+@pytest.mark.parametrize(
+    "checkpoint, architecture, words",
+    [
+        (NO_CONFIG_FILE, "ViT-B-32", "does not hold the image tower of the open_clip architecture ViT-B-32"),
+        (NO_CONFIG_FILE, "not-an-architecture" * 20, "open_clip has no architecture named"),
+        (NO_CONFIG_FILE, "hf-hub:timm/vit_base_patch32_clip_224.openai", "open_clip has no architecture named"),
+        (TRUNCATED_FILE, "ViT-B-32", "could not be read as a weights file"),
+    ],
+)
 def test_a_file_that_does_not_fit_is_refused_in_a_line(comfy_inprocess, open_clip_folder, checkpoint, architecture, words):
-    prompt = {"1": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": checkpoint, "architecture": architecture}},
-              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "LongVideoOpenCLIPLoader", "inputs": {"checkpoint": checkpoint, "architecture": architecture}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
     outcome = Runner(comfy_inprocess).run(prompt)
     assert outcome.refused_by_pack(), outcome.describe()
     message = outcome.execution_error["exception_message"]

@@ -1,9 +1,9 @@
 """The Progressive AR Sampler inside real ComfyUI, from the shipped API workflows on tiny models."""
+
 import time
 
 import pytest
 import torch
-
 from comfy_reference import assert_matches_reference, comfy_euler, empty_latent, guider_of_sampler_inputs, seeded_frames
 from input_media import CONTEXT_VIDEO, write_test_video
 from pack_access import record_progress
@@ -128,7 +128,10 @@ def test_a_guider_and_a_prompt_schedule(comfy_inprocess, tiny_model_names):
 
     prompt = sampler_prompt(tiny_model_names, "wan22_5b", "noise")
     sampler = prompt[node_of_type(prompt, SAMPLER)]["inputs"]
-    prompt["97"] = {"class_type": "CFGGuider", "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": sampler["cfg"]}}
+    prompt["97"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": sampler.pop("model"), "positive": sampler.pop("positive"), "negative": sampler.pop("negative"), "cfg": sampler["cfg"]},
+    }
     sampler["guider"] = ["97", 0]
     torch.testing.assert_close(run_sampler(comfy_inprocess, prompt), plain)
 

@@ -1,4 +1,5 @@
 """The README's node reference covers every input of every node the live server lists, with its default."""
+
 import re
 
 from comfy_host import PACK_ROOT
@@ -9,11 +10,11 @@ NODE_HEADING = re.compile(r"^\*\*[^*]+\*\* `(LongVideo\w+)`", re.MULTILINE)
 
 def reference_sections() -> dict[str, str]:
     """Node id -> its README text, from its bold heading to the next node's heading or section."""
-    reference = README[README.index("## Nodes"):]
-    reference = reference[:reference.index("\n## ", 1)]
+    reference = README[README.index("## Nodes") :]
+    reference = reference[: reference.index("\n## ", 1)]
     headings = list(NODE_HEADING.finditer(reference))
     ends = [h.start() for h in headings[1:]] + [len(reference)]
-    return {h.group(1): reference[h.start():end] for h, end in zip(headings, ends)}
+    return {h.group(1): reference[h.start() : end] for h, end in zip(headings, ends)}
 
 
 def documented_default(default) -> list[str]:

@@ -5,6 +5,7 @@ need multi-GB models, so for --prompt the text encoders become LongVideoTestText
 node with the same `text` input whose conditioning is seeded by the text: the command finds it
 behind the real LTXVConditioning, and the server's record and the video show the new text arrived.
 """
+
 import json
 import queue
 import signal
@@ -17,7 +18,6 @@ import time
 import av
 import numpy
 import pytest
-
 from comfy_host import PACK_ROOT
 from longvideo_cli.comfy_http import ComfyHttp  # importable once comfy_host put cli/ on sys.path
 from saved_videos import read_video
@@ -29,8 +29,7 @@ RUN_TIMEOUT_S = 300
 
 
 def run_cli(workflow_path, server, *options, timeout=RUN_TIMEOUT_S):
-    return subprocess.run([sys.executable, str(CLI), str(workflow_path), "--server", server, *options],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(CLI), str(workflow_path), "--server", server, *options], capture_output=True, text=True, timeout=timeout)
 
 
 def write_workflow(tmp_path, prompt, name="workflow.json"):
@@ -41,8 +40,7 @@ def write_workflow(tmp_path, prompt, name="workflow.json"):
 
 def reported_files(stdout, output_dir):
     """The output/... paths the command printed, as paths in the server's output folder."""
-    return [output_dir / line.split()[0].removeprefix("output/")
-            for line in stdout.splitlines() if line.startswith("  output/")]
+    return [output_dir / line.split()[0].removeprefix("output/") for line in stdout.splitlines() if line.startswith("  output/")]
 
 
 def queued_prompt_id(stdout):
@@ -77,7 +75,7 @@ def test_a_run_shows_progress_applies_frames_seed_model_and_reports_files_that_e
     assert "node 11 (LongVideoDiagonalQueueSampler) length: 5 -> 9 latent frames" in runs[9, 3]
     stdout = runs[5, 3]
     assert "node 11 (LongVideoDiagonalQueueSampler) seed: 42 -> 3" in stdout
-    assert f"node 1 (UNETLoader) unet_name: \"wan2.2_ti2v_5B_fp16.safetensors\" -> \"{tiny_model_names['wan22_5b']}\"" in stdout
+    assert f'node 1 (UNETLoader) unet_name: "wan2.2_ti2v_5B_fp16.safetensors" -> "{tiny_model_names["wan22_5b"]}"' in stdout
     assert "running node 11 (LongVideoDiagonalQueueSampler)" in stdout
     steps = [line for line in stdout.splitlines() if line.startswith("node 11 (LongVideoDiagonalQueueSampler): step ")]
     assert steps and steps[-1].endswith("(100%)")
@@ -128,8 +126,7 @@ def test_download_fetches_the_reported_files(comfy_server, tiny_model_names, tmp
 
 
 def test_text_outputs_are_printed(comfy_server, tmp_path):
-    prompt = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "first line"}},
-              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    prompt = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "first line"}}, "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
     result = run_cli(write_workflow(tmp_path, prompt), comfy_server.url, "--set", f"1.value=report {time.time()}")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -157,7 +154,7 @@ def test_an_unknown_node_type_is_exit_1_and_named(comfy_server, tiny_model_names
 
 def test_an_invalid_input_is_exit_1_naming_node_and_input(comfy_server, tiny_model_names, tmp_path):
     prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=4, **WAN22_5B)
-    result = run_cli(write_workflow(tmp_path, prompt), comfy_server.url, "--set", "11.length=0", "--set", "11.start=\"sideways\"")
+    result = run_cli(write_workflow(tmp_path, prompt), comfy_server.url, "--set", "11.length=0", "--set", '11.start="sideways"')
     assert result.returncode == 1
     assert "node 11 (LongVideoDiagonalQueueSampler) input length: Value 0 smaller than min of 1" in result.stderr
     assert "node 11 (LongVideoDiagonalQueueSampler) input start: Value not in list (start: 'sideways' not in" in result.stderr
@@ -221,8 +218,13 @@ class OutputLines:
 def interruptible_cli(*arguments):
     """The command as a subprocess that Ctrl-C (SIGINT) reaches. A test run started in the background
     (nohup ... &) ignores SIGINT and its children inherit that; Python then never raises KeyboardInterrupt."""
-    return subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def test_ctrl_c_interrupts_our_prompt_exits_130_and_the_server_keeps_working(comfy_server, tiny_model_names, tmp_path):
@@ -259,8 +261,12 @@ NO_PROGRESS = "no progress shown: the websocket-client package is not installed"
 
 def test_without_websocket_client_the_run_is_reported_from_history(comfy_server, tiny_model_names, tmp_path):
     prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=4, **WAN22_5B)
-    result = subprocess.run([sys.executable, WITHOUT_SITE_PACKAGES, str(CLI), str(write_workflow(tmp_path, prompt)),
-                             "--server", comfy_server.url, "--seed", "12"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    result = subprocess.run(
+        [sys.executable, WITHOUT_SITE_PACKAGES, str(CLI), str(write_workflow(tmp_path, prompt)), "--server", comfy_server.url, "--seed", "12"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert NO_PROGRESS in result.stdout and ": step " not in result.stdout
     [video] = reported_files(result.stdout, comfy_server.output_dir)

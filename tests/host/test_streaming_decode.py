@@ -1,9 +1,9 @@
 """Streaming Decode to Video File inside real ComfyUI, with the tiny VAEs and the shipped FIFO workflow."""
+
 import json
 
 import pytest
 import torch
-
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
 from tiny_workflows import stream_to_file, tiny_workflow
@@ -133,11 +133,14 @@ def test_a_failed_decode_keeps_a_valid_video_of_the_tiles_written(comfy_inproces
     assert read_video(path)[0] == 29 + 24 - 5
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"tile_frames": 4, "tile_overlap": 3}, r"tile_overlap \(3\) can be at most half of tile_frames \(4\)"),
-    ({"crf": 60}, "crf 60 is out of H.264's range"),
-    ({"tile_overlap": 0}, "must share at least one latent frame"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"tile_frames": 4, "tile_overlap": 3}, r"tile_overlap \(3\) can be at most half of tile_frames \(4\)"),
+        ({"crf": 60}, "crf 60 is out of H.264's range"),
+        ({"tile_overlap": 0}, "must share at least one latent frame"),
+    ],
+)
 def test_settings_that_cannot_work_are_refused_with_a_reason(comfy_inprocess, tiny_model_names, changes, message):
     prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=5, wan22_5b=True)
     stream_to_file(prompt, **changes)

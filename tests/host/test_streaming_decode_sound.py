@@ -1,12 +1,12 @@
 """Streaming Decode to Video File with LTX-2's sound: the audio latent decoded piece by piece with the
 video, joined without seams, and muxed into the same file; inside real ComfyUI with the tiny LTX-2 audio VAE."""
+
 import wave
 
 import av
 import numpy as np
 import pytest
 import torch
-
 from pack_access import call_node, pack_module
 from saved_videos import read_video, saved_file
 from test_checkpoints import checkpointed
@@ -79,11 +79,14 @@ def one_shot(host, audio_vae, sound) -> torch.Tensor:
     return audio["waveform"][0]
 
 
-@pytest.mark.parametrize("frames, fps, blocks", [
-    (401, 25.0, [41] + [72] * 5),  # blocks as LTX-2's 8x video tiles come
-    (321, 24.0, [1] * 321),  # a frame at a time: pieces wait until they are long enough
-    (97, 30.0, [97]),  # one block
-])
+@pytest.mark.parametrize(
+    "frames, fps, blocks",
+    [
+        (401, 25.0, [41] + [72] * 5),  # blocks as LTX-2's 8x video tiles come
+        (321, 24.0, [1] * 321),  # a frame at a time: pieces wait until they are long enough
+        (97, 30.0, [97]),  # one block
+    ],
+)
 def test_the_pieces_join_into_the_decode_of_the_whole_latent(comfy_inprocess, audio_vae, frames, fps, blocks):
     sound = random_sound(audio_vae, frames, fps)
     streamed, seams = streamed_track(audio_vae, sound, frames, fps, blocks)
@@ -137,9 +140,18 @@ def test_in_float64_the_pieces_are_the_whole_decode_to_its_rounding(audio_vae, m
 # waveform, and a 3x resampler (16 to 48 kHz). Here at the tiny size, with an STFT hop of 256 samples:
 # an audio latent frame is 640 samples at 16 kHz, so only pieces from every second latent frame keep
 # the STFT's frames where the whole decode has them
-BANDWIDTH_EXTENSION = {**LTX2_VOCODER, "upsample_rates": [8, 6, 4, 4], "upsample_kernel_sizes": [16, 12, 8, 8], "resblock": "AMP1",
-                       "activation": "snakebeta", "input_sampling_rate": 16000, "output_sampling_rate": 48000, "hop_length": 256,
-                       "n_fft": 512, "num_mels": 64}
+BANDWIDTH_EXTENSION = {
+    **LTX2_VOCODER,
+    "upsample_rates": [8, 6, 4, 4],
+    "upsample_kernel_sizes": [16, 12, 8, 8],
+    "resblock": "AMP1",
+    "activation": "snakebeta",
+    "input_sampling_rate": 16000,
+    "output_sampling_rate": 48000,
+    "hop_length": 256,
+    "n_fft": 512,
+    "num_mels": 64,
+}
 
 
 def audio_vae_with_bandwidth_extension():
@@ -211,8 +223,10 @@ def test_a_tone_written_in_the_nodes_pieces_has_no_jump_at_the_seams(audio_vae, 
     steps = np.abs(np.diff(track[0].numpy()))
     steepest_tone_step = 0.5 * 2 * np.pi * TONE_HZ / rate
     at_seams = np.concatenate([steps[seam - 2 : seam + 2] for seam in seams])
-    print(f"tone vs track: max error {error.max():.4f}; sample-to-sample steps at the seams max {at_seams.max():.4f}, "
-          f"elsewhere max {steps.max():.4f}, the tone's steepest {steepest_tone_step:.4f}")
+    print(
+        f"tone vs track: max error {error.max():.4f}; sample-to-sample steps at the seams max {at_seams.max():.4f}, "
+        f"elsewhere max {steps.max():.4f}, the tone's steepest {steepest_tone_step:.4f}"
+    )
     # AAC at its default bit rate keeps a pure tone of amplitude 0.5 within a few hundredths
     assert error.max() < 0.05
     assert at_seams.max() < 1.1 * steepest_tone_step
@@ -250,8 +264,10 @@ def with_sound(prompt, decode, names, frames, fps=FPS, sound_frames=None, sound_
     the video's), with the LTX-2 audio VAE's encode of a tone in place of its silence (fitted to it by
     LTXV Concat AV Latent), and the audio VAE on audio_vae; returns the id of a decode of the same sound by LTXV Audio VAE Decode."""
     prompt["80"] = {"class_type": "LTXVAudioVAELoader", "inputs": {"ckpt_name": LOUD_CHECKPOINT}}
-    prompt["81"] = {"class_type": "LTXVEmptyLatentAudio", "inputs": {
-        "frames_number": sound_frames or frames, "frame_rate": sound_fps or fps, "batch_size": 1, "audio_vae": ["80", 0]}}
+    prompt["81"] = {
+        "class_type": "LTXVEmptyLatentAudio",
+        "inputs": {"frames_number": sound_frames or frames, "frame_rate": sound_fps or fps, "batch_size": 1, "audio_vae": ["80", 0]},
+    }
     prompt["82"] = {"class_type": "LTXVConcatAVLatent", "inputs": {"video_latent": prompt[decode]["inputs"]["samples"], "audio_latent": ["81", 0]}}
     av_latent = ["82", 0]
     if tone:
@@ -306,9 +322,11 @@ def test_the_node_writes_the_sound_of_an_audio_video_latent(comfy_inprocess, tin
     steps = (track[:, 1:count] - track[:, : count - 1]).abs()
     whole_steps = (whole[:, 1:count] - whole[:, : count - 1]).abs()
     jump = (steps[:, seams - 1] - whole_steps[:, seams - 1]).abs()
-    print(f"{video_format}: track vs one-shot decode: "
-          f"max error {error.max():.4f} of peak {scale:.4f}, near the seams {near_seams.max():.4f}; "
-          f"step at the seams minus the one-shot's there: max {jump.max():.4f}")
+    print(
+        f"{video_format}: track vs one-shot decode: "
+        f"max error {error.max():.4f} of peak {scale:.4f}, near the seams {near_seams.max():.4f}; "
+        f"step at the seams minus the one-shot's there: max {jump.max():.4f}"
+    )
     # AAC is lossy, the more so on the random VAE's noise-like sound: the file's track follows ComfyUI's
     # own one-shot decode within a fifth of its peak, and no worse around the seams than anywhere else
     assert error.max() < 0.2 * scale
@@ -335,11 +353,18 @@ def test_sound_needs_the_audio_vae_and_the_audio_vae_needs_sound(comfy_inprocess
     assert not list((comfy_inprocess.output_dir / "longvideo").glob("refused_*"))
 
 
-@pytest.mark.parametrize("sound_frames, sound_fps, message", [
-    (17, 24.0, r"The sound is 18 audio latent frames \(0.72 s\), but the video is 17 frames, 0.68 s at 25 fps, which LTX-2 pairs with 17 "
-               r"audio latent frames. Set fps to the frame rate the LATENT was made for \(LTXV Empty Latent Audio's frame_rate, here about 23.61\)"),
-    (40, 25.0, r"The sound is 40 audio latent frames \(1.60 s\), but the video is 17 frames"),
-])
+@pytest.mark.parametrize(
+    "sound_frames, sound_fps, message",
+    [
+        (
+            17,
+            24.0,
+            r"The sound is 18 audio latent frames \(0.72 s\), but the video is 17 frames, 0.68 s at 25 fps, which LTX-2 pairs with 17 "
+            r"audio latent frames. Set fps to the frame rate the LATENT was made for \(LTXV Empty Latent Audio's frame_rate, here about 23.61\)",
+        ),
+        (40, 25.0, r"The sound is 40 audio latent frames \(1.60 s\), but the video is 17 frames"),
+    ],
+)
 def test_sound_of_another_length_than_the_video_is_refused(comfy_inprocess, tiny_model_names, loud_checkpoint, sound_frames, sound_fps, message):
     prompt = tiny_workflow("fifo_wan21_t2v_1.3B", tiny_model_names, length=5, wan22_5b=True)
     decode = stream_to_file(prompt, filename_prefix="longvideo/mismatch")

@@ -13,6 +13,7 @@ Needs Python playwright and a Chromium binary: $CHROMIUM_PATH, default /usr/bin/
 tmp dir and are copied to $LONGVIDEO_SCREENSHOTS_DIR (default: longvideo_web_screens in the
 system temp dir).
 """
+
 import importlib.metadata
 import io
 import json
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from comfy_host import PACK_DIR_NAME, PACK_ROOT, ComfyServer
 from tiny_workflows import node_of_type, tiny_workflow
 
@@ -37,8 +37,14 @@ CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 SCREENSHOTS = Path(os.environ.get("LONGVIDEO_SCREENSHOTS_DIR", Path(tempfile.gettempdir()) / "longvideo_web_screens"))
 # Test machines have no internet; without these flags Chromium's background connections fail.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 EXTENSION_SCRIPT = f"/extensions/{PACK_DIR_NAME}/longvideo.js"
 LAYOUT_WIDGET = "longvideo_layout"
@@ -102,8 +108,12 @@ class Editor:
         self.page, self.server = page, server
         self.frontend_version, self.renderer = frontend_version, renderer
         self.errors: list[str] = []
-        page.on("console", lambda message: message.type == "error" and self.errors.append(
-            f"console: {message.text} at {message.location.get('url')}:{message.location.get('lineNumber')}"))
+        page.on(
+            "console",
+            lambda message: (
+                message.type == "error" and self.errors.append(f"console: {message.text} at {message.location.get('url')}:{message.location.get('lineNumber')}")
+            ),
+        )
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error.message}\n{error.stack}"))
 
     @property
@@ -164,7 +174,8 @@ class Editor:
             self.move_mouse_away()
         self.page.wait_for_function(
             """([id, name, value]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value === value""",
-            arg=[node_id, name, value], timeout=WAIT_MS,
+            arg=[node_id, name, value],
+            timeout=WAIT_MS,
         )
 
     def layout(self, node_id: int, **expected_query) -> dict:
@@ -184,7 +195,8 @@ class Editor:
                     return node.longVideoQuery && node.longVideoLayoutQuery === node.longVideoQuery
                         && Object.entries(expected).every(([name, value]) => query.get(name) === value);
                 }""",
-                arg=[node_id, expected], timeout=WAIT_MS,
+                arg=[node_id, expected],
+                timeout=WAIT_MS,
             )
         except PlaywrightTimeoutError:
             pytest.fail(f"no layout for {expected} within {WAIT_MS} ms; the node's query: {self.query(node_id)}")
@@ -314,8 +326,8 @@ def changed_pixels(before: Image.Image, after: Image.Image) -> int:
 
 def post_setting(server, key, value) -> None:
     request = urllib.request.Request(
-        f"{server.url}/api/settings/{key}", data=json.dumps(value).encode(), method="POST",
-        headers={"Content-Type": "application/json"})
+        f"{server.url}/api/settings/{key}", data=json.dumps(value).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(request, timeout=30).read()
 
 
@@ -335,14 +347,24 @@ def download_frontend(version: str, folder: Path) -> Path:
         return static
     with tempfile.TemporaryDirectory(dir=folder) as work:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-            "--dest", work, f"comfyui-frontend-package=={version}"]
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--dest",
+            work,
+            f"comfyui-frontend-package=={version}",
+        ]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=PIP_DOWNLOAD_TIMEOUT_S)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             pytest.fail(
                 f"pip could not download comfyui-frontend-package=={version} ({error}):\n{error.stderr}\n"
-                f"Set LONGVIDEO_FRONTEND_ROOT to the static/ folder of an unzipped wheel of that version.")
+                f"Set LONGVIDEO_FRONTEND_ROOT to the static/ folder of an unzipped wheel of that version."
+            )
         [wheel] = Path(work).glob("*.whl")
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(work, [name for name in archive.namelist() if name.startswith("comfyui_frontend_package/static/")])
@@ -404,8 +426,7 @@ def editor(request, frontend_server, browser):
 
 def test_extension_is_served_and_registers_without_errors(editor):
     assert editor.page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == editor.frontend_version
-    editor.page.wait_for_function(
-        "() => app.extensions.some((e) => e.name === 'ComfyUI-LongVideo.Layout')", timeout=WAIT_MS)
+    editor.page.wait_for_function("() => app.extensions.some((e) => e.name === 'ComfyUI-LongVideo.Layout')", timeout=WAIT_MS)
     assert editor.page.evaluate("() => app.ui.settings.getSettingValue('Comfy.VueNodes.Enabled')") == (editor.renderer == "vue")
     with urllib.request.urlopen(editor.server.url + EXTENSION_SCRIPT, timeout=30) as answer:
         assert answer.status == 200
@@ -433,8 +454,16 @@ def test_queue_drawing_follows_the_sampler_and_option_widgets(editor, tmp_path):
     editor.load_workflow("fifo_ltxv")
     layout = editor.layout(11)
     assert editor.query(11) == {
-        "length": "48", "method": "diagonal_queue", "window": "13", "start": "sample a first clip", "partitions": "2", "lookahead": "true", "steps": "26",
-        "frames_per_level": "1", "reference_frames": "0"}
+        "length": "48",
+        "method": "diagonal_queue",
+        "window": "13",
+        "start": "sample a first clip",
+        "partitions": "2",
+        "lookahead": "true",
+        "steps": "26",
+        "frames_per_level": "1",
+        "reference_frames": "0",
+    }
     assert (layout["levels"], layout["context_slots"], len(layout["windows"]), layout["steps_warning"]) == (26, 6, 4, None)
     first = editor.drawing(11)
     editor.screenshot(tmp_path, "queue_window13_partitions2_lookahead")
@@ -524,9 +553,21 @@ def test_queue_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
     editor.load_workflow("fifo_wan22_a14b_t2v")
     layout = editor.layout(16)
     assert editor.query(16) == {
-        "length": "64", "method": "diagonal_queue", "window": "21", "start": "sample a first clip", "partitions": "2", "lookahead": "false",
-        "steps": "42", "boundary": "0", "scheduler": "simple", "denoise": "1", "shift": "8", "task": "text_to_video",
-        "frames_per_level": "1", "reference_frames": "0"}
+        "length": "64",
+        "method": "diagonal_queue",
+        "window": "21",
+        "start": "sample a first clip",
+        "partitions": "2",
+        "lookahead": "false",
+        "steps": "42",
+        "boundary": "0",
+        "scheduler": "simple",
+        "denoise": "1",
+        "shift": "8",
+        "task": "text_to_video",
+        "frames_per_level": "1",
+        "reference_frames": "0",
+    }
     assert layout["expert_schedule"] == {"boundary": 0.875, "scheduler": "simple", "shift": 8, "denoise": 1}
     # shift 8 puts the noisiest 23 of the 42 levels at or above 0.875; the sampler moves the
     # partition edges onto the boundary: 3 windows, none reading across it
@@ -583,7 +624,8 @@ def test_queue_drawing_shows_which_expert_serves_each_slot(editor, tmp_path):
     editor.bypass(14)
     layout = editor.layout(16, boundary=None)
     assert layout["expert"] is None and editor.page.evaluate("(id) => app.graph.getNodeById(id).longVideoLayoutExperts.unknown", 16) == (
-        "the sampler's SIGMAS do not come from a BasicScheduler")
+        "the sampler's SIGMAS do not come from a BasicScheduler"
+    )
     assert expert_band(editor.drawing(16)) == (0, 0)
     editor.screenshot(tmp_path, "experts_queue_not_known")
     assert editor.extension_problems() == []
@@ -666,7 +708,8 @@ def run_and_wait_for_filmstrip(editor, prompt: dict, sampler: int, expected: int
                 const {{ count, frames, loaded }} = ({filmstrip})([id]);
                 return count === expected && loaded && frames.every((frame) => !earlier.includes(frame));
             }}""",
-            arg=[sampler, expected, earlier_frames], timeout=WAIT_MS,
+            arg=[sampler, expected, earlier_frames],
+            timeout=WAIT_MS,
         )
     except PlaywrightTimeoutError:
         pytest.fail(f"the filmstrip did not get the run's {expected} frames: {editor.page.evaluate(filmstrip, [sampler])}")
@@ -707,7 +750,8 @@ def test_example_workflow_opens_in_the_editor_and_queues_its_api_twin(editor, na
             const missing = app.graph.nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
             const { output } = await app.graphToPrompt();
             return { missing, output };
-        }""")
+        }"""
+    )
     assert opened["missing"] == []
     api = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
     object_info = editor.server.object_info()

@@ -1,11 +1,11 @@
 """Shipped workflows: each is valid against the live server's /object_info, runs on tiny models,
 shows in the template browser, and its editor (UI) form is the same graph as its API twin."""
+
 import importlib.util
 import json
 import urllib.request
 
 import pytest
-
 from comfy_host import PACK_DIR_NAME, PACK_ROOT
 from input_media import write_workflow_inputs
 from saved_videos import read_video
@@ -193,9 +193,17 @@ def test_the_validation_catches_what_the_server_would_refuse(workflow_server):
     save = next(n for n in prompt.values() if n["class_type"] == "SaveVideo")
     save["inputs"].update({"format": "webm", "format.codec": "h264", "format.quality": 5})  # webm offers auto and av1
     errors = "\n".join(validation_errors(prompt, workflow_server.object_info()))
-    for expected in ("unknown node type NoSuchNode", "required input latent missing", ".window: 0 is outside", ".start: 'somewhere' is not one",
-                     ".eta: 'high' is not FLOAT", ".sigmas: takes SIGMAS, linked to MODEL", "'not_downloaded.safetensors' is not one",
-                     ".format.codec: 'h264' is not one of the server's choices ['auto', 'av1']", "no input named format.quality"):
+    for expected in (
+        "unknown node type NoSuchNode",
+        "required input latent missing",
+        ".window: 0 is outside",
+        ".start: 'somewhere' is not one",
+        ".eta: 'high' is not FLOAT",
+        ".sigmas: takes SIGMAS, linked to MODEL",
+        "'not_downloaded.safetensors' is not one",
+        ".format.codec: 'h264' is not one of the server's choices ['auto', 'av1']",
+        "no input named format.quality",
+    ):
         assert expected in errors
 
 

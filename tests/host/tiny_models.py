@@ -9,6 +9,7 @@ rebuilt at test time, and a stamp file skips rebuilding when the recipe is uncha
 Importing this module is cheap; building needs ComfyUI importable and set up for CPU
 (comfy_host.prepare_comfy_imports does that).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,14 +78,28 @@ LTX2_TRANSFORMER = {
 # 64 mel bins: 16 latent frequency bins), with few channels; its vocoder upsamples by the hop (160) so
 # the waveform comes out at 16 kHz, with few channels too.
 LTX2_AUDIO_VAE = {
-    "model": {"params": {
-        "sampling_rate": 16000,
-        "ddconfig": {
-            "double_z": True, "mel_bins": 64, "z_channels": 8, "resolution": 256, "downsample_time": False,
-            "in_channels": 2, "out_ch": 2, "ch": 8, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "attn_resolutions": [],
-            "dropout": 0.0, "mid_block_add_attention": False, "norm_type": "pixel", "causality_axis": "height",
-        },
-    }},
+    "model": {
+        "params": {
+            "sampling_rate": 16000,
+            "ddconfig": {
+                "double_z": True,
+                "mel_bins": 64,
+                "z_channels": 8,
+                "resolution": 256,
+                "downsample_time": False,
+                "in_channels": 2,
+                "out_ch": 2,
+                "ch": 8,
+                "ch_mult": [1, 2, 4],
+                "num_res_blocks": 1,
+                "attn_resolutions": [],
+                "dropout": 0.0,
+                "mid_block_add_attention": False,
+                "norm_type": "pixel",
+                "causality_axis": "height",
+            },
+        }
+    },
     "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160}},
 }
 LTX2_VOCODER = {
@@ -246,26 +261,31 @@ MINIMAX_H3_AUDIO_VAE: dict = {}
 
 def _skip_init_ops():
     import comfy.ops
+
     return comfy.ops.disable_weight_init
 
 
 def _ltxv_transformer() -> torch.nn.Module:
     from comfy.ldm.lightricks.model import LTXVModel
+
     return LTXVModel(**LTXV_TRANSFORMER, operations=_skip_init_ops())
 
 
 def _ltxv_vae() -> torch.nn.Module:
     from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
+
     return VideoVAE(config=LTXV_VAE)
 
 
 def _ltx2_transformer() -> torch.nn.Module:
     from comfy.ldm.lightricks.av_model import LTXAVModel
+
     return LTXAVModel(**LTX2_TRANSFORMER, operations=_skip_init_ops())
 
 
 def _ltx2_audio_vae() -> torch.nn.Module:
     from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
+
     return AudioVAE(metadata={"config": LTX2_CONFIG})
 
 
@@ -284,7 +304,9 @@ def _ltx2_text_projection() -> torch.nn.Module:
 def _wan_transformer(in_out_channels: int, in_channels: int | None = None) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
         from comfy.ldm.wan.model import WanModel
+
         return WanModel(**wan_transformer(in_out_channels, in_channels), operations=_skip_init_ops())
+
     return build
 
 
@@ -297,58 +319,70 @@ def _wan_lora() -> torch.nn.Module:
         rank, dim = WAN_LORA["rank"], WAN_LORA["dim"]
         return torch.nn.ModuleDict({"lora_down": torch.nn.Linear(dim, rank, bias=False), "lora_up": torch.nn.Linear(rank, dim, bias=False)})
 
-    blocks = {str(i): torch.nn.ModuleDict({"self_attn": torch.nn.ModuleDict({t: projection() for t in WAN_LORA["targets"]})}) for i in range(WAN_LORA["layers"])}
+    blocks = {
+        str(i): torch.nn.ModuleDict({"self_attn": torch.nn.ModuleDict({t: projection() for t in WAN_LORA["targets"]})}) for i in range(WAN_LORA["layers"])
+    }
     return torch.nn.ModuleDict({"diffusion_model": torch.nn.ModuleDict({"blocks": torch.nn.ModuleDict(blocks)})})
 
 
 def _wan21_vae() -> torch.nn.Module:
     from comfy.ldm.wan.vae import WanVAE
+
     return WanVAE(**WAN21_VAE)
 
 
 def _taehv_wan22() -> torch.nn.Module:
     from comfy.taesd.taehv import TAEHV
+
     return TAEHV(**TAEHV_WAN22)
 
 
 def _clip_vision() -> torch.nn.Module:
     from comfy.clip_model import CLIPVisionModelProjection
+
     return CLIPVisionModelProjection(CLIP_VISION, torch.float32, "cpu", _skip_init_ops())
 
 
 def _open_clip() -> torch.nn.Module:
     from open_clip.model import CLIP
+
     return CLIP(**OPEN_CLIP)
 
 
 def _hunyuan_video() -> torch.nn.Module:
     from comfy.ldm.hunyuan_video.model import HunyuanVideo
+
     return HunyuanVideo(**HUNYUAN_VIDEO, operations=_skip_init_ops())
 
 
 def _cosmos_predict2() -> torch.nn.Module:
     from comfy.ldm.cosmos.predict2 import MiniTrainDIT
+
     return MiniTrainDIT(**COSMOS_PREDICT2, operations=_skip_init_ops())
 
 
 def _minimax_h3() -> torch.nn.Module:
     from comfy.ldm.minimax.model import MiniMaxH3Model
+
     return MiniMaxH3Model(**MINIMAX_H3, operations=_skip_init_ops())
 
 
 def _taehv_h3() -> torch.nn.Module:
     from comfy.taesd.taehv import TAEHV
+
     return TAEHV(**TAEHV_H3)
 
 
 def _minimax_h3_audio_vae() -> torch.nn.Module:
     from comfy.ldm.minimax.audio_vae import MiniMaxH3AudioVAE
+
     return MiniMaxH3AudioVAE()
 
 
 @dataclass(frozen=True)
 class Part:
     """One module of a file: its keys get `prefix`, its tensors are stored as `dtype`."""
+
     build: Callable[[], torch.nn.Module]
     config: dict
     prefix: str = ""
@@ -386,7 +420,10 @@ class TinyModel:
 # fp16 storage halves the larger files; the loaders cast to their working dtype.
 TINY_MODELS = (
     TinyModel(
-        role="ltxv_ckpt", folder="checkpoints", filename="tiny_ltxv_ckpt.safetensors", seed=1,
+        role="ltxv_ckpt",
+        folder="checkpoints",
+        filename="tiny_ltxv_ckpt.safetensors",
+        seed=1,
         parts=(
             Part(_ltxv_transformer, LTXV_TRANSFORMER, prefix="model.diffusion_model."),
             Part(_ltxv_vae, LTXV_VAE, prefix="vae.", dtype=torch.float16),
@@ -397,7 +434,10 @@ TINY_MODELS = (
     # LTX-2 as Lightricks ships it: one checkpoint with the transformer, the video VAE, the audio VAE
     # with its vocoder (LTXVAudioVAELoader) and the text projection (LTXAVTextEncoderLoader)
     TinyModel(
-        role="ltx2_ckpt", folder="checkpoints", filename="tiny_ltx2_ckpt.safetensors", seed=20,
+        role="ltx2_ckpt",
+        folder="checkpoints",
+        filename="tiny_ltx2_ckpt.safetensors",
+        seed=20,
         parts=(
             Part(_ltx2_transformer, LTX2_TRANSFORMER, prefix="model.diffusion_model."),
             Part(_ltxv_vae, LTXV_VAE, prefix="vae.", dtype=torch.float16),
@@ -408,87 +448,144 @@ TINY_MODELS = (
         metadata={"config": json.dumps(LTX2_CONFIG)},
     ),
     TinyModel(
-        role="wan21", folder="diffusion_models", filename="tiny_wan21.safetensors", seed=2,
+        role="wan21",
+        folder="diffusion_models",
+        filename="tiny_wan21.safetensors",
+        seed=2,
         parts=(Part(_wan_transformer(16), wan_transformer(16)),),
     ),
     TinyModel(
-        role="wan22_5b", folder="diffusion_models", filename="tiny_wan22_5b.safetensors", seed=3,
+        role="wan22_5b",
+        folder="diffusion_models",
+        filename="tiny_wan22_5b.safetensors",
+        seed=3,
         parts=(Part(_wan_transformer(48), wan_transformer(48)),),
     ),
     TinyModel(
-        role="wan21_i2v", folder="diffusion_models", filename="tiny_wan21_i2v.safetensors", seed=7,
+        role="wan21_i2v",
+        folder="diffusion_models",
+        filename="tiny_wan21_i2v.safetensors",
+        seed=7,
         parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
     ),
     # Wan 2.2 A14B: two Wan 2.1-architecture experts with different weights, text- and image-to-video
     TinyModel(
-        role="a14b_t2v_high", folder="diffusion_models", filename="tiny_a14b_t2v_high.safetensors", seed=11,
+        role="a14b_t2v_high",
+        folder="diffusion_models",
+        filename="tiny_a14b_t2v_high.safetensors",
+        seed=11,
         parts=(Part(_wan_transformer(16), wan_transformer(16)),),
     ),
     TinyModel(
-        role="a14b_t2v_low", folder="diffusion_models", filename="tiny_a14b_t2v_low.safetensors", seed=12,
+        role="a14b_t2v_low",
+        folder="diffusion_models",
+        filename="tiny_a14b_t2v_low.safetensors",
+        seed=12,
         parts=(Part(_wan_transformer(16), wan_transformer(16)),),
     ),
     TinyModel(
-        role="a14b_i2v_high", folder="diffusion_models", filename="tiny_a14b_i2v_high.safetensors", seed=13,
+        role="a14b_i2v_high",
+        folder="diffusion_models",
+        filename="tiny_a14b_i2v_high.safetensors",
+        seed=13,
         parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
     ),
     TinyModel(
-        role="a14b_i2v_low", folder="diffusion_models", filename="tiny_a14b_i2v_low.safetensors", seed=14,
+        role="a14b_i2v_low",
+        folder="diffusion_models",
+        filename="tiny_a14b_i2v_low.safetensors",
+        seed=14,
         parts=(Part(_wan_transformer(16, 36), wan_transformer(16, 36)),),
     ),
     TinyModel(
-        role="wan_lora_high", folder="loras", filename="tiny_wan_lora_high.safetensors", seed=15,
+        role="wan_lora_high",
+        folder="loras",
+        filename="tiny_wan_lora_high.safetensors",
+        seed=15,
         parts=(Part(_wan_lora, WAN_LORA, std=0.2),),
     ),
     TinyModel(
-        role="wan_lora_low", folder="loras", filename="tiny_wan_lora_low.safetensors", seed=16,
+        role="wan_lora_low",
+        folder="loras",
+        filename="tiny_wan_lora_low.safetensors",
+        seed=16,
         parts=(Part(_wan_lora, WAN_LORA, std=0.2),),
     ),
     TinyModel(
-        role="cosmos_predict2", folder="diffusion_models", filename="tiny_cosmos_predict2.safetensors", seed=10,
+        role="cosmos_predict2",
+        folder="diffusion_models",
+        filename="tiny_cosmos_predict2.safetensors",
+        seed=10,
         parts=(Part(_cosmos_predict2, COSMOS_PREDICT2, dtype=torch.float16),),
     ),
     TinyModel(
-        role="minimax_h3", folder="diffusion_models", filename="tiny_minimax_h3.safetensors", seed=17,
+        role="minimax_h3",
+        folder="diffusion_models",
+        filename="tiny_minimax_h3.safetensors",
+        seed=17,
         parts=(Part(_minimax_h3, MINIMAX_H3, stds=H3_STDS),),
     ),
     TinyModel(
-        role="taeh3", folder="vae", filename="tiny_taeh3.safetensors", seed=18,
+        role="taeh3",
+        folder="vae",
+        filename="tiny_taeh3.safetensors",
+        seed=18,
         # as taew22: larger weights, so that previews of different latents differ
         parts=(Part(_taehv_h3, TAEHV_H3, dtype=torch.float16, std=0.05),),
     ),
     TinyModel(
-        role="minimax_h3_audio_vae", folder="vae", filename="minimax_h3_audio_vae_random_weights.safetensors", seed=19,
+        role="minimax_h3_audio_vae",
+        folder="vae",
+        filename="minimax_h3_audio_vae_random_weights.safetensors",
+        seed=19,
         parts=(Part(_minimax_h3_audio_vae, MINIMAX_H3_AUDIO_VAE, dtype=torch.float16),),
     ),
     TinyModel(
-        role="clip_vision", folder="clip_vision", filename="tiny_clip_vision.safetensors", seed=8,
+        role="clip_vision",
+        folder="clip_vision",
+        filename="tiny_clip_vision.safetensors",
+        seed=8,
         # large weights, so that the embedding varies with the image (at 0.02 every image embeds alike)
         parts=(Part(_clip_vision, CLIP_VISION, std=0.3),),
         metadata={"config": json.dumps(CLIP_VISION)},
     ),
     TinyModel(
-        role="open_clip", folder="clip_vision", filename="tiny_open_clip.safetensors", seed=9,
+        role="open_clip",
+        folder="clip_vision",
+        filename="tiny_open_clip.safetensors",
+        seed=9,
         parts=(Part(_open_clip, OPEN_CLIP, std=0.3),),
         sidecar=OPEN_CLIP,
     ),
     TinyModel(
-        role="wan21_vae", folder="vae", filename="tiny_wan21_vae.safetensors", seed=4,
+        role="wan21_vae",
+        folder="vae",
+        filename="tiny_wan21_vae.safetensors",
+        seed=4,
         parts=(Part(_wan21_vae, WAN21_VAE),),
     ),
     TinyModel(
-        role="taew22", folder="vae", filename="tiny_taew22.safetensors", seed=5,
+        role="taew22",
+        folder="vae",
+        filename="tiny_taew22.safetensors",
+        seed=5,
         # 0.02 decodes every latent to an all-black video; the noise search needs previews that differ
         parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.05),),
     ),
     TinyModel(
-        role="taew22_fading", folder="vae", filename="tiny_taew22_fading.safetensors", seed=5,
+        role="taew22_fading",
+        folder="vae",
+        filename="tiny_taew22_fading.safetensors",
+        seed=5,
         # small weights make its per-block state fade within two latent frames, so a tiled decode
         # can be compared with the full one away from the seams
         parts=(Part(_taehv_wan22, TAEHV_WAN22, dtype=torch.float16, std=0.02),),
     ),
     TinyModel(
-        role="unsupported_video", folder="diffusion_models", filename="tiny_unsupported_video.safetensors", seed=6,
+        role="unsupported_video",
+        folder="diffusion_models",
+        filename="tiny_unsupported_video.safetensors",
+        seed=6,
         parts=(Part(_hunyuan_video, HUNYUAN_VIDEO, dtype=torch.float16),),
     ),
 )
@@ -567,6 +664,7 @@ def _save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
 def _comfyui_version() -> str:
     try:
         import comfyui_version
+
         return comfyui_version.__version__
     except (ImportError, AttributeError):
         return "unknown"

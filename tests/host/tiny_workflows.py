@@ -1,4 +1,5 @@
 """The shipped API workflows, made runnable on tiny models: real loaders, tiny files, small sizes."""
+
 import copy
 import json
 from pathlib import Path
@@ -30,8 +31,13 @@ TINY_FILE_ROLE = {
     "ltx-2-19b-dev-fp8.safetensors": "ltx2_ckpt",
 }
 # Text encoders have no tiny stand-in: tests replace the text encoding itself (see tiny_workflow).
-OFFICIAL_TEXT_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t5xxl_fp16.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                          "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", "gemma_3_12B_it.safetensors")
+OFFICIAL_TEXT_ENCODERS = (
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "t5xxl_fp16.safetensors",
+    "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors",
+    "gemma_3_12B_it.safetensors",
+)
 # width of the text embeddings by CLIPLoader type: Cosmos reads the old T5-XXL, Wan UMT5, LTXV T5-XXL, MiniMax H3 Qwen3-VL-32B
 TEXT_WIDTH = {"cosmos": 1024, "wan": 4096, "ltxv": 4096, "minimax": 5120}
 # LTX-2's Gemma 3 12B (LTXAVTextEncoderLoader) has no tiny form either; its stand-in gives what LTX-2's
@@ -65,8 +71,11 @@ def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, 
     progressive = "LongVideoProgressiveARSampler" in kinds
     # a queue of window x partitions frames (one partition without Latent Partition), g of them per level
     queue_levels = window * (partitions if "LongVideoLatentPartition" in kinds else 1) // (FRAMES_PER_LEVEL if "LongVideoFewStepQueue" in kinds else 1)
-    text_width = {node_id: TEXT_WIDTH[node["inputs"]["type"]] if node["class_type"] == "CLIPLoader" else LTX2_TEXT_WIDTH
-                  for node_id, node in prompt.items() if node["class_type"] in TEXT_ENCODER_LOADERS}
+    text_width = {
+        node_id: TEXT_WIDTH[node["inputs"]["type"]] if node["class_type"] == "CLIPLoader" else LTX2_TEXT_WIDTH
+        for node_id, node in prompt.items()
+        if node["class_type"] in TEXT_ENCODER_LOADERS
+    }
     minimax_h3 = any(node["class_type"] == "CLIPLoader" and node["inputs"]["type"] == "minimax" for node in prompt.values())
     for node_id, node in list(prompt.items()):
         inputs = node["inputs"]
@@ -159,7 +168,18 @@ def stream_to_file(prompt: dict, **decode_inputs) -> str:
     for kind in ("CreateVideo", "SaveVideo"):
         del prompt[node_of_type(prompt, kind)]
     inputs = prompt[decode]["inputs"]
-    prompt[decode] = {"class_type": "LongVideoDecodeToVideoFile", "inputs": {
-        "samples": inputs["samples"], "vae": inputs["vae"], "fps": 16.0, "filename_prefix": "longvideo/streamed",
-        "format": "mp4", "crf": 19, "tile_frames": 8, "tile_overlap": 2, **decode_inputs}}
+    prompt[decode] = {
+        "class_type": "LongVideoDecodeToVideoFile",
+        "inputs": {
+            "samples": inputs["samples"],
+            "vae": inputs["vae"],
+            "fps": 16.0,
+            "filename_prefix": "longvideo/streamed",
+            "format": "mp4",
+            "crf": 19,
+            "tile_frames": 8,
+            "tile_overlap": 2,
+            **decode_inputs,
+        },
+    }
     return decode

@@ -5,6 +5,7 @@ GET /object_info and GET /api/view in the shapes of ComfyUI 0.33's server.py, an
 scripted list of websocket events once the prompt is queued. Server-side websocket frames come
 from websocket-client's own frame class; only the handshake answer is written here.
 """
+
 from __future__ import annotations
 
 import _thread
@@ -79,9 +80,10 @@ class FakeComfy:
         self._history_polls += 1
         self.press_ctrl_c()
         if self.interrupted:
-            messages = [["execution_start", {"prompt_id": prompt_id}],
-                        ["execution_interrupted", {"prompt_id": prompt_id, "node_id": "11",
-                                                   "node_type": "LongVideoDiagonalQueueSampler", "executed": []}]]
+            messages = [
+                ["execution_start", {"prompt_id": prompt_id}],
+                ["execution_interrupted", {"prompt_id": prompt_id, "node_id": "11", "node_type": "LongVideoDiagonalQueueSampler", "executed": []}],
+            ]
             return {prompt_id: self._entry("error", messages)}
         if self.polls_until_finished is None or self._history_polls <= self.polls_until_finished:
             return {}
@@ -96,9 +98,12 @@ class FakeComfy:
         return {"queue_running": item, "queue_pending": []}
 
     def _entry(self, status_str: str, messages: list) -> dict:
-        return {"prompt": [0, self.prompt_id, {}, {}, []], "outputs": self.outputs,
-                "status": {"status_str": status_str, "completed": status_str == "success", "messages": messages},
-                "meta": {}}
+        return {
+            "prompt": [0, self.prompt_id, {}, {}, []],
+            "outputs": self.outputs,
+            "status": {"status_str": status_str, "completed": status_str == "success", "messages": messages},
+            "meta": {},
+        }
 
 
 def _handler_for(fake: FakeComfy):

@@ -1,10 +1,11 @@
 """Reference anchoring (docs/algorithms.md §4): a clean reference in front of every window is exactly
 a clean conditioning frame. With the Gaussian video process the samplers anchored to a reference
 give the same video as the samplers without one, driven by the exact posterior given that frame."""
+
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+
 from samplers import diagonal_queue, progressive_ar
 from samplers.anchoring import FIRST_FRAME
 from samplers.frame_levels import NoiseSpace
@@ -47,19 +48,44 @@ def recorded(denoise, calls):
     def record(x, sigmas, prompt, frames):
         calls.append((x.clone(), sigmas.clone()))
         return denoise(x, sigmas, prompt, frames)
+
     return record
 
 
 def fifo(denoise, layout, space, reference=None, clip=None, eta=0.5):
     sigmas = schedule(space, layout.levels)
-    return list(diagonal_queue.generate(denoise, FRAME, sigmas, layout=layout, num_frames=9, space=space, clip=clip, eta=eta,
-                                        generator=torch.Generator().manual_seed(3), reference=reference))
+    return list(
+        diagonal_queue.generate(
+            denoise,
+            FRAME,
+            sigmas,
+            layout=layout,
+            num_frames=9,
+            space=space,
+            clip=clip,
+            eta=eta,
+            generator=torch.Generator().manual_seed(3),
+            reference=reference,
+        )
+    )
 
 
 def progressive(denoise, layout, space, reference=None, clip=None, eta=0.5):
     sigmas = schedule(space, layout.noisy_frames)
-    return list(progressive_ar.generate(denoise, FRAME, sigmas, layout=layout, num_frames=9, space=space, clip=clip, eta=eta,
-                                        generator=torch.Generator().manual_seed(3), reference=reference))
+    return list(
+        progressive_ar.generate(
+            denoise,
+            FRAME,
+            sigmas,
+            layout=layout,
+            num_frames=9,
+            space=space,
+            clip=clip,
+            eta=eta,
+            generator=torch.Generator().manual_seed(3),
+            reference=reference,
+        )
+    )
 
 
 def assert_same_video(a, b, atol=1e-5):
@@ -69,8 +95,11 @@ def assert_same_video(a, b, atol=1e-5):
 
 
 @pytest.mark.parametrize("space", [FLOW, VE])
-@pytest.mark.parametrize("layout", [diagonal_queue.QueueLayout(3, 2), diagonal_queue.QueueLayout(4, 2, lookahead=True), diagonal_queue.QueueLayout(4, 1, frames_per_level=2)],
-                         ids=["DD+LP", "DD+LP+LD", "few-step"])
+@pytest.mark.parametrize(
+    "layout",
+    [diagonal_queue.QueueLayout(3, 2), diagonal_queue.QueueLayout(4, 2, lookahead=True), diagonal_queue.QueueLayout(4, 1, frames_per_level=2)],
+    ids=["DD+LP", "DD+LP+LD", "few-step"],
+)
 def test_an_anchored_queue_is_the_queue_under_the_exact_posterior_given_the_reference(space, layout):
     process = GaussianVideo(space, rho=0.8)
     reference = process.sample(2, 1, torch.Generator().manual_seed(7))
@@ -95,8 +124,10 @@ def test_an_anchored_progressive_window_is_the_window_under_the_exact_posterior_
     reference = process.sample(2, 1, torch.Generator().manual_seed(7))
     context = process.sample(2, 2, torch.Generator().manual_seed(8)) if with_context else None
     layout = progressive_ar.ChunkLayout(2, 2)
-    assert_same_video(progressive(process.denoise, layout, space, reference=reference, clip=context),
-                      progressive(GivenFrame(process, reference).denoise, layout, space, clip=context))
+    assert_same_video(
+        progressive(process.denoise, layout, space, reference=reference, clip=context),
+        progressive(GivenFrame(process, reference).denoise, layout, space, clip=context),
+    )
 
 
 def test_the_first_frame_of_the_clip_anchors_the_queue():

@@ -5,6 +5,7 @@ frame keeps one value from the moment it enters a queue or window until it leave
 frame leaves with is the one the sampler yields at its index. Every frame the denoiser is shown must
 then hold the value of the frame its index names, the reference frames in front of a window included.
 """
+
 import pytest
 import torch
 
@@ -69,8 +70,17 @@ def check_frames(calls, truth, reference=None, reference_frame=0):
 
 
 def queue(denoise, layout, frames, clip=None, **kw):
-    return diagonal_queue.generate(denoise, FRAME, flow_sigmas(layout.levels), layout=layout, num_frames=frames, space=FLOW, clip=clip,
-                                   generator=torch.Generator().manual_seed(kw.pop("seed", 0)), **kw)
+    return diagonal_queue.generate(
+        denoise,
+        FRAME,
+        flow_sigmas(layout.levels),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=clip,
+        generator=torch.Generator().manual_seed(kw.pop("seed", 0)),
+        **kw,
+    )
 
 
 QUEUES = {
@@ -139,8 +149,17 @@ def test_a_resumed_and_a_rerolled_queue_tell_each_windows_frames():
 
 
 def window(denoise, layout, frames, clip=None, steps=4, **kw):
-    return progressive_ar.generate(denoise, FRAME, flow_sigmas(steps), layout=layout, num_frames=frames, space=FLOW, clip=clip,
-                                   generator=torch.Generator().manual_seed(kw.pop("seed", 0)), **kw)
+    return progressive_ar.generate(
+        denoise,
+        FRAME,
+        flow_sigmas(steps),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=clip,
+        generator=torch.Generator().manual_seed(kw.pop("seed", 0)),
+        **kw,
+    )
 
 
 def test_progressive_window_tells_its_frames_and_the_first_finished_frame_as_reference():

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo, frames_from_zero
+
 from samplers.diagonal_queue import QueueLayout, Window, generate, initial_queue
 from samplers.frame_levels import NoiseSpace, fresh_noise
 
@@ -23,7 +23,19 @@ def continue_clip(denoise, clip, sigmas, layout, num_frames, generator, eta=0.0,
     """The queue continuing ``clip``, each frame as ``(index, latent [B, C, H, W])``."""
     frame_shape = (clip.shape[0], clip.shape[1], *clip.shape[3:])
     windows_per_call = layout.windows_per_iteration if batch_windows else 1
-    frames = generate(denoise, frame_shape, sigmas, layout=layout, num_frames=num_frames, space=FLOW, clip=clip, eta=eta, generator=generator, windows_per_call=windows_per_call, **kw)
+    frames = generate(
+        denoise,
+        frame_shape,
+        sigmas,
+        layout=layout,
+        num_frames=num_frames,
+        space=FLOW,
+        clip=clip,
+        eta=eta,
+        generator=generator,
+        windows_per_call=windows_per_call,
+        **kw,
+    )
     return ((index, frame[:, :, 0]) for index, frame in frames)
 
 

@@ -4,10 +4,11 @@ The reference is a single denoiser that evaluates both experts on every window a
 the prediction of its own level's expert: the samplers with Experts must give exactly its frames,
 while calling each expert only where it is needed and switching experts as rarely as they can.
 """
+
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+
 from samplers import diagonal_queue, progressive_ar
 from samplers.experts import Experts
 from samplers.frame_levels import NoiseSpace, sample_clip
@@ -42,8 +43,19 @@ def experts(switch_every=1, boundary=BOUNDARY):
 
 
 def fifo(denoise, layout, frames=14, eta=1.0, clip=None, prompt_of_frame=lambda frame: 0, windows_per_call=1):
-    out = diagonal_queue.generate(denoise, FRAME, flow_sigmas(layout.levels), layout=layout, num_frames=frames, space=FLOW, clip=clip, eta=eta,
-                                  generator=torch.Generator().manual_seed(3), prompt_of_frame=prompt_of_frame, windows_per_call=windows_per_call)
+    out = diagonal_queue.generate(
+        denoise,
+        FRAME,
+        flow_sigmas(layout.levels),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=clip,
+        eta=eta,
+        generator=torch.Generator().manual_seed(3),
+        prompt_of_frame=prompt_of_frame,
+        windows_per_call=windows_per_call,
+    )
     return [(index, frame) for index, frame in out if index >= 0]
 
 
@@ -153,8 +165,20 @@ def test_a_progressive_window_gives_each_frame_its_experts_prediction():
     context = GaussianVideo(FLOW).sample(1, 2, torch.Generator().manual_seed(1))
 
     def run(denoise):
-        return list(progressive_ar.generate(denoise, FRAME, sigmas, layout=layout, num_frames=11, space=FLOW, clip=context, eta=0.5,
-                                            generator=torch.Generator().manual_seed(4), prompt_of_frame=lambda frame: int(frame >= 5)))
+        return list(
+            progressive_ar.generate(
+                denoise,
+                FRAME,
+                sigmas,
+                layout=layout,
+                num_frames=11,
+                space=FLOW,
+                clip=context,
+                eta=0.5,
+                generator=torch.Generator().manual_seed(4),
+                prompt_of_frame=lambda frame: int(frame >= 5),
+            )
+        )
 
     reference_high, reference_low = processes()
     assert_same_bits(run(e), run(routed(reference_high, reference_low)))

@@ -1,14 +1,15 @@
 """The Diagonal Queue for few-step models (docs/algorithms.md §1.8): g frames share a level, so a
 queue of window x partitions frames needs window x partitions / g levels (4 for a 4-step distilled
 model with a window of 20), checked against the Gaussian video process."""
+
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+from test_diagonal_queue import plain_frame_sampling, reference_fifo
+
 from samplers.diagonal_queue import QueueLayout, Window, generate, initial_queue
 from samplers.frame_levels import NoiseSpace, fresh_noise, sample_clip
 from samplers.layout_summary import queue_summary
-from test_diagonal_queue import plain_frame_sampling, reference_fifo
 
 FLOW = NoiseSpace.RECTIFIED_FLOW
 LAYOUTS = {
@@ -52,8 +53,9 @@ def test_frame_independent_model_gives_plain_few_step_sampling_of_every_new_fram
 
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
     out = {}
-    for first, block in generate(recording_denoise, (1, 2, 3, 4), sigmas, layout=layout, num_frames=24, space=FLOW, clip=clip,
-                                 generator=torch.Generator().manual_seed(2)):
+    for first, block in generate(
+        recording_denoise, (1, 2, 3, 4), sigmas, layout=layout, num_frames=24, space=FLOW, clip=clip, generator=torch.Generator().manual_seed(2)
+    ):
         out.update((first + k, block[:, :, k]) for k in range(block.shape[2]))
     # the clip's last g frames sit at the noisiest level in the first iteration (pure noise at sigma 1)
     first_new = layout.window - layout.frames_per_level
@@ -71,8 +73,9 @@ def test_matches_the_official_loop_with_groups_of_frames_per_level(name):
     clip = process.sample(1, layout.window, torch.Generator().manual_seed(1))
     total = 30
     ours = {}
-    for first, block in generate(process.denoise, (1, 2, 3, 4), sigmas, layout=layout, num_frames=total, space=FLOW, clip=clip,
-                                 generator=torch.Generator().manual_seed(7)):
+    for first, block in generate(
+        process.denoise, (1, 2, 3, 4), sigmas, layout=layout, num_frames=total, space=FLOW, clip=clip, generator=torch.Generator().manual_seed(7)
+    ):
         ours.update((first + k, block[:, :, k]) for k in range(block.shape[2]))
 
     gen = torch.Generator().manual_seed(7)
@@ -92,8 +95,17 @@ def lag_correlations(video: torch.Tensor, lags=(1, 4, 8)) -> dict[int, float]:
 
 def middle_frames(layout, process, batch, frames=60):
     clip = process.sample(batch, layout.window, torch.Generator().manual_seed(1))
-    blocks = generate(process.denoise, (batch, 1, 8, 8), flow_sigmas(layout.levels), layout=layout, num_frames=frames, space=FLOW, clip=clip,
-                      eta=1.0, generator=torch.Generator().manual_seed(2))
+    blocks = generate(
+        process.denoise,
+        (batch, 1, 8, 8),
+        flow_sigmas(layout.levels),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=clip,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(2),
+    )
     return torch.cat([block for first, block in blocks if first >= 0], dim=2)[:, :, 20:50]
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo, frames_from_zero
+
 from samplers.frame_levels import NoiseSpace, add_noise, fresh_noise, sample_clip, step
 
 SPACES = [NoiseSpace.RECTIFIED_FLOW, NoiseSpace.VARIANCE_EXPLODING]

@@ -1,8 +1,9 @@
 """The layouts the editor draws, against the specs' worked examples and the samplers' own runs."""
+
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+
 from samplers.diagonal_queue import QueueLayout, generate
 from samplers.experts import Experts, check_boundaries
 from samplers.frame_levels import NoiseSpace
@@ -49,8 +50,17 @@ def test_official_defaults_cost_eight_windows_per_frame():
     assert len(summary["steps_left"]) == 8 + 64
 
 
-@pytest.mark.parametrize("layout", [QueueLayout(4, 2), QueueLayout(4, 2, lookahead=True), QueueLayout(3, 3, lookahead=True),
-                                    QueueLayout(5, 1), QueueLayout(1, 3), QueueLayout(5, 2, lookahead=True)])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        QueueLayout(4, 2),
+        QueueLayout(4, 2, lookahead=True),
+        QueueLayout(3, 3, lookahead=True),
+        QueueLayout(5, 1),
+        QueueLayout(1, 3),
+        QueueLayout(5, 2, lookahead=True),
+    ],
+)
 @pytest.mark.parametrize("length", [1, 5, 20, 37])
 def test_run_calls_count_what_the_sampler_runs(layout, length):
     sigmas = torch.cat([torch.linspace(1.0, 1.0 / layout.levels, layout.levels), torch.zeros(1)])
@@ -185,7 +195,14 @@ def queue_run(denoise, layout, sigmas, frames, clip_seed=5):
     return [(index, frame) for index, frame in out]
 
 
-QUEUES_WITH_EXPERTS = [QueueLayout(4, 3), QueueLayout(4, 2), QueueLayout(5, 2), QueueLayout(3, 1), QueueLayout(4, 3, lookahead=True), QueueLayout(5, 2, lookahead=True)]
+QUEUES_WITH_EXPERTS = [
+    QueueLayout(4, 3),
+    QueueLayout(4, 2),
+    QueueLayout(5, 2),
+    QueueLayout(3, 1),
+    QueueLayout(4, 3, lookahead=True),
+    QueueLayout(5, 2, lookahead=True),
+]
 
 
 @pytest.mark.parametrize("layout", QUEUES_WITH_EXPERTS, ids=str)
@@ -271,8 +288,9 @@ def test_drawn_experts_reproduce_the_window_sampler_with_experts(layout, steps, 
     context = torch.randn(1, 2, layout.chunk, 3, 4, generator=torch.Generator().manual_seed(1))
 
     def run(denoise):
-        return list(generate_chunks(denoise, FRAME, sigmas, layout=layout, num_frames=11, space=FLOW, clip=context, eta=0.5,
-                                    generator=torch.Generator().manual_seed(4)))
+        return list(
+            generate_chunks(denoise, FRAME, sigmas, layout=layout, num_frames=11, space=FLOW, clip=context, eta=0.5, generator=torch.Generator().manual_seed(4))
+        )
 
     ours, reference = run(experts), run(routed_as_drawn(summary, sigmas))
     assert [i for i, _ in ours] == [i for i, _ in reference]

@@ -1,4 +1,5 @@
 """k-step noise search (docs/algorithms.md §3) on synthetic frames and embeddings: no model, no ComfyUI."""
+
 import pytest
 import torch
 
@@ -107,7 +108,11 @@ def test_search_loop_samples_each_chunk_with_its_best_seed_and_chains_the_guides
         guides.append(guide)
         return min_frame_similarity(guide, frames)
 
-    chunks = list(search_chunks(3, cost.candidates, 10, first_guide, model.preview, model.sample, score, lambda frames: frames[-1], lambda j, seed, s: seen.append((j, seed, s))))
+    chunks = list(
+        search_chunks(
+            3, cost.candidates, 10, first_guide, model.preview, model.sample, score, lambda frames: frames[-1], lambda j, seed, s: seen.append((j, seed, s))
+        )
+    )
 
     assert sum(steps for _, steps in model.runs) == cost.total_steps(3)
     assert [c.seeds for c in chunks] == [candidate_seeds(10, i, 4) for i in range(3)]

@@ -9,14 +9,15 @@ the recorded frames, compared within ``TOLERANCE``; moving one level of a schedu
 them by 2e-4 to 4e-4. They were recorded from the code whose digests the previous pins held.
 ``LONGVIDEO_RECORD_PINS=1`` records them again: do that only for a change meant to change the numbers.
 """
+
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from gaussian_video import GaussianVideo
 from safetensors.torch import load_file, save_file
 
-from gaussian_video import GaussianVideo
 from samplers import diagonal_queue, progressive_ar
 from samplers.frame_levels import NoiseSpace, sample_clip
 
@@ -49,8 +50,19 @@ def fifo(space, window, partitions, lookahead, eta, batch_windows, clip_frames, 
     clip = process.sample(1, clip_frames, torch.Generator().manual_seed(22))
     prompt_of_frame = (lambda frame: 0) if switch is None else (lambda frame: int(frame >= switch))
     windows_per_call = layout.windows_per_iteration if batch_windows else 1
-    frames = diagonal_queue.generate(process.denoise, (1, 2, 3, 4), schedule(space, layout.levels), layout=layout, num_frames=14, space=space, clip=clip,
-                                     eta=eta, generator=generator, prompt_of_frame=prompt_of_frame, windows_per_call=windows_per_call)
+    frames = diagonal_queue.generate(
+        process.denoise,
+        (1, 2, 3, 4),
+        schedule(space, layout.levels),
+        layout=layout,
+        num_frames=14,
+        space=space,
+        clip=clip,
+        eta=eta,
+        generator=generator,
+        prompt_of_frame=prompt_of_frame,
+        windows_per_call=windows_per_call,
+    )
     return ((index, frame[:, :, 0]) for index, frame in frames)
 
 
@@ -66,8 +78,18 @@ def progressive(space, chunk, window_chunks, steps, eta, with_context, switch=No
     context = process.sample(1, 5, torch.Generator().manual_seed(24)) if with_context else None
     prompt_of_frame = (lambda frame: 0) if switch is None else (lambda frame: int(frame >= switch))
     layout = progressive_ar.ChunkLayout(chunk, window_chunks)
-    return progressive_ar.generate(process.denoise, (1, 2, 3, 4), schedule(space, steps), layout=layout, num_frames=11, space=space, clip=context,
-                                   eta=eta, generator=torch.Generator().manual_seed(25), prompt_of_frame=prompt_of_frame)
+    return progressive_ar.generate(
+        process.denoise,
+        (1, 2, 3, 4),
+        schedule(space, steps),
+        layout=layout,
+        num_frames=11,
+        space=space,
+        clip=context,
+        eta=eta,
+        generator=torch.Generator().manual_seed(25),
+        prompt_of_frame=prompt_of_frame,
+    )
 
 
 CASES = {

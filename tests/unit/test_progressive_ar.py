@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+
 from samplers.frame_levels import NoiseSpace, fresh_noise, sample_clip
 from samplers.progressive_ar import ChunkLayout, call_count, chunk_schedule, chunks_in_window, generate
 
@@ -25,7 +25,19 @@ def schedule(space, steps):
 def run(process, layout, sigmas, num_frames, seed=0, **kw):
     shape = (kw.pop("batch", 1), process.shape[0], *process.shape[1:])
     clip = kw.pop("context", None)
-    return list(generate(process.denoise, shape, sigmas, layout=layout, num_frames=num_frames, space=process.space, clip=clip, generator=torch.Generator().manual_seed(seed), **kw))
+    return list(
+        generate(
+            process.denoise,
+            shape,
+            sigmas,
+            layout=layout,
+            num_frames=num_frames,
+            space=process.space,
+            clip=clip,
+            generator=torch.Generator().manual_seed(seed),
+            **kw,
+        )
+    )
 
 
 def video(chunks):
@@ -164,9 +176,7 @@ def test_each_frame_is_made_under_its_own_prompt():
             expected = sample_clip(process.denoise, noise[:, :, k : k + 1], sigmas, space=FLOW, prompt=prompt_of_frame(index + k))
             torch.testing.assert_close(latent[:, :, k : k + 1], expected, rtol=0, atol=2e-5)
     # one call per prompt present in the window
-    expected_calls = sum(
-        len({prompt_of_frame(2 * j + k) for j, _ in in_window for k in range(2)}) for in_window in chunk_schedule(6, 3, 6)
-    )
+    expected_calls = sum(len({prompt_of_frame(2 * j + k) for j, _ in in_window for k in range(2)}) for in_window in chunk_schedule(6, 3, 6))
     assert sampler_calls == expected_calls > sum(1 for _ in chunk_schedule(6, 3, 6))
 
 

@@ -10,6 +10,7 @@ AR(1) frames and from a smoother process whose frames depend on several neighbou
 ``python tests/unit/test_queue_tail.py`` prints the table of the report, for the queue as it
 drains now and as it drained before (the windows shrinking to the frames still in flight).
 """
+
 import sys
 from pathlib import Path
 
@@ -65,8 +66,17 @@ def sampler_windows(layout: QueueLayout) -> tuple[list, int]:
     """(in flight, front, windows) of every iteration of a run of FRAMES frames, and its warm-up frames."""
     recording = RecordingLayout(layout.window, layout.partitions, layout.lookahead)
     clip = torch.zeros(1, 1, layout.window, 1, 1)
-    list(generate(lambda x, levels, prompt, frames: torch.zeros_like(x), (1, 1, 1, 1), sigmas(layout.levels), layout=recording, num_frames=FRAMES,
-                  space=NoiseSpace.RECTIFIED_FLOW, clip=clip))
+    list(
+        generate(
+            lambda x, levels, prompt, frames: torch.zeros_like(x),
+            (1, 1, 1, 1),
+            sigmas(layout.levels),
+            layout=recording,
+            num_frames=FRAMES,
+            space=NoiseSpace.RECTIFIED_FLOW,
+            clip=clip,
+        )
+    )
     return recording.iterations_seen, layout.warmup_frames(layout.window)
 
 
@@ -74,8 +84,7 @@ def shrinking_windows(layout: QueueLayout) -> tuple[list, int]:
     """The same iterations as the queue drained before: no finished frame kept in front."""
     warmup = layout.warmup_frames(layout.window)
     total = warmup + FRAMES
-    return [(layout.in_flight(p, total), layout.context_slots, layout.windows(layout.in_flight(p, total), layout.context_slots))
-            for p in range(total)], warmup
+    return [(layout.in_flight(p, total), layout.context_slots, layout.windows(layout.in_flight(p, total), layout.context_slots)) for p in range(total)], warmup
 
 
 def posterior_errors(layout: QueueLayout, iterations, warmup, kernel) -> dict[int, dict[int, float]]:

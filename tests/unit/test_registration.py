@@ -4,6 +4,7 @@ ComfyUI-Manager's and the Registry's scanners find V1 IDs in literal ``NODE_CLAS
 and V3 IDs in literal ``io.Schema(node_id=...)`` calls inside ``define_schema``; ComfyUI itself
 takes the legacy path for a package root that defines ``NODE_CLASS_MAPPINGS``.
 """
+
 import ast
 from pathlib import Path
 

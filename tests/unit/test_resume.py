@@ -3,10 +3,11 @@
 A run stopped at any iteration and resumed from the last state it reported gives the same bits as
 one that never stopped; a re-roll from frame N keeps every frame before N.
 """
+
 import pytest
 import torch
-
 from gaussian_video import GaussianVideo
+
 from samplers import diagonal_queue, progressive_ar
 from samplers.anchoring import FIRST_FRAME
 from samplers.experts import Experts
@@ -28,16 +29,36 @@ class Stop(Exception):
 def fifo(layout, frames=13, eta=1.0, seed=0, denoise=None, **kw):
     process = GaussianVideo(FLOW, prompt_means=(0.0, 2.0))
     clip = process.sample(1, 3, torch.Generator().manual_seed(1))
-    return diagonal_queue.generate(denoise or process.denoise, FRAME, flow_sigmas(layout.levels), layout=layout, num_frames=frames, space=FLOW,
-                                   clip=kw.pop("clip", clip), eta=eta, generator=torch.Generator().manual_seed(seed), **kw)
+    return diagonal_queue.generate(
+        denoise or process.denoise,
+        FRAME,
+        flow_sigmas(layout.levels),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=kw.pop("clip", clip),
+        eta=eta,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
+    )
 
 
 def progressive(layout, frames=13, eta=0.5, seed=0, steps=None, with_context=True, **kw):
     process = GaussianVideo(FLOW, prompt_means=(0.0, 2.0))
     context = process.sample(1, 3, torch.Generator().manual_seed(1)) if with_context else None
     steps = steps or layout.noisy_frames
-    return progressive_ar.generate(process.denoise, FRAME, flow_sigmas(steps), layout=layout, num_frames=frames, space=FLOW, clip=context, eta=eta,
-                                   generator=torch.Generator().manual_seed(seed), **kw)
+    return progressive_ar.generate(
+        process.denoise,
+        FRAME,
+        flow_sigmas(steps),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=context,
+        eta=eta,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
+    )
 
 
 def frames_of(blocks) -> dict[int, torch.Tensor]:

@@ -5,6 +5,7 @@ websocket-client and without it.
 Server answers are built in the shapes that ComfyUI's server.post_prompt, execution.validate_prompt
 and PromptExecutor produce.
 """
+
 import io
 import json
 import signal
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fake_comfy_server import FakeComfy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,7 @@ def apply(workflow, **options):
 # Loading
 # ---------------------------------------------------------------------------------------------
 
+
 def test_every_shipped_api_workflow_loads():
     assert API_WORKFLOWS
     for path in API_WORKFLOWS:
@@ -71,11 +72,14 @@ def test_an_editor_workflow_without_twin_points_to_the_api_folder(tmp_path):
         load_workflow(path)
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{not json", "is not JSON"),
-    ("[1, 2]", "not an API-format workflow"),
-    ('{"1": {"inputs": {}}}', "node '1' has no class_type"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "not an API-format workflow"),
+        ('{"1": {"inputs": {}}}', "node '1' has no class_type"),
+    ],
+)
 def test_files_that_are_no_api_workflow_are_refused(tmp_path, content, reason):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -91,6 +95,7 @@ def test_a_missing_file_is_a_usage_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # --prompt / --negative
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", [p for p in API_WORKFLOWS if p.stem not in WITHOUT_ONE_PROMPT], ids=lambda path: path.stem)
 def test_prompt_and_negative_reach_the_text_encoders_of_every_shipped_workflow(path):
@@ -176,6 +181,7 @@ def test_a_text_that_comes_from_another_node_points_there():
 # --seed, --frames, --model, --set
 # ---------------------------------------------------------------------------------------------
 
+
 def test_seed_sets_every_seed_and_noise_seed_input():
     workflow = shipped("fifo_ltxv")
     workflow["30"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}}
@@ -192,12 +198,15 @@ def test_seed_on_a_workflow_without_seed_is_an_error():
         apply({"1": {"class_type": "PreviewAny", "inputs": {"source": 1}}}, seed=7)
 
 
-@pytest.mark.parametrize("name, sampler", [
-    ("fifo_ltxv", "LongVideoDiagonalQueueSampler"),
-    ("fifo_wan21_t2v_1.3B", "LongVideoDiagonalQueueSampler"),
-    ("pavdm_ltxv", "LongVideoProgressiveARSampler"),
-    ("pavdm_wan22_5b_extend", "LongVideoProgressiveARSampler"),
-])
+@pytest.mark.parametrize(
+    "name, sampler",
+    [
+        ("fifo_ltxv", "LongVideoDiagonalQueueSampler"),
+        ("fifo_wan21_t2v_1.3B", "LongVideoDiagonalQueueSampler"),
+        ("pavdm_ltxv", "LongVideoProgressiveARSampler"),
+        ("pavdm_wan22_5b_extend", "LongVideoProgressiveARSampler"),
+    ],
+)
 def test_frames_sets_the_samplers_length_in_latent_frames(name, sampler):
     workflow = shipped(name)
     old = workflow["11"]["inputs"]["length"]
@@ -237,15 +246,18 @@ def test_model_needs_old_and_new(spec):
         apply(shipped("fifo_ltxv"), models=(spec,))
 
 
-@pytest.mark.parametrize("spec, value", [
-    ("11.window=21", 21),
-    ("11.eta=0.5", 0.5),
-    ("10.enabled=false", False),
-    ("11.positive=[\"6\", 0]", ["6", 0]),
-    ("5.text=a fox, in snow", "a fox, in snow"),
-    ("5.text=", ""),
-    ("5.text=\"42\"", "42"),
-])
+@pytest.mark.parametrize(
+    "spec, value",
+    [
+        ("11.window=21", 21),
+        ("11.eta=0.5", 0.5),
+        ("10.enabled=false", False),
+        ('11.positive=["6", 0]', ["6", 0]),
+        ("5.text=a fox, in snow", "a fox, in snow"),
+        ("5.text=", ""),
+        ('5.text="42"', "42"),
+    ],
+)
 def test_set_reads_json_or_else_text(spec, value):
     node_id, input_name = spec.split("=")[0].split(".")
     changed, [change] = apply(shipped("fifo_wan21_t2v_1.3B"), sets=(spec,))
@@ -254,7 +266,7 @@ def test_set_reads_json_or_else_text(spec, value):
 
 
 def test_set_wins_over_the_other_options_and_can_add_an_input():
-    changed, changes = apply(shipped("fifo_ltxv"), seed=7, sets=("11.seed=9", "11.guider=[\"40\", 0]"))
+    changed, changes = apply(shipped("fifo_ltxv"), seed=7, sets=("11.seed=9", '11.guider=["40", 0]'))
     assert changed["11"]["inputs"]["seed"] == 9
     assert changes[-1].describe() == 'node 11 (LongVideoDiagonalQueueSampler) guider: (not set) -> ["40", 0]'
 
@@ -279,19 +291,32 @@ def test_long_texts_are_shortened_in_the_summary():
 # ComfyUI's answers
 # ---------------------------------------------------------------------------------------------
 
+
 def unknown_node_rejection(class_type, node_id):
     """execution.validate_prompt stops at the first node whose class_type ComfyUI lacks (ComfyUI 0.8)."""
-    return {"error": {"type": "invalid_prompt", "message": f"Cannot execute because node {class_type} does not exist.",
-                      "details": f"Node ID '#{node_id}'", "extra_info": {}}, "node_errors": {}}
+    return {
+        "error": {
+            "type": "invalid_prompt",
+            "message": f"Cannot execute because node {class_type} does not exist.",
+            "details": f"Node ID '#{node_id}'",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }
 
 
 def unknown_node_rejection_033(class_type, node_id, title=None):
     """The same in ComfyUI 0.33: the message names the node's title (its _meta.title, else the class)."""
     title = title or class_type
-    return {"error": {"type": "missing_node_type", "message": f"Node '{title}' not found. The custom node may not be installed.",
-                      "details": f"Node ID '#{node_id}'",
-                      "extra_info": {"node_id": node_id, "class_type": class_type, "node_title": title}},
-            "node_errors": {}}
+    return {
+        "error": {
+            "type": "missing_node_type",
+            "message": f"Node '{title}' not found. The custom node may not be installed.",
+            "details": f"Node ID '#{node_id}'",
+            "extra_info": {"node_id": node_id, "class_type": class_type, "node_title": title},
+        },
+        "node_errors": {},
+    }
 
 
 @pytest.mark.parametrize("rejection", [unknown_node_rejection, unknown_node_rejection_033], ids=["0.8", "0.33"])
@@ -324,12 +349,27 @@ def test_a_dependency_cycle_names_its_nodes():
     """ComfyUI 0.33's validate_inputs reports a cycle on each of its nodes, without an input name."""
     cycle = "10 (LongVideoLookahead) -> 11 (LongVideoDiagonalQueueSampler) -> 10 (LongVideoLookahead)"
     answer = {
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                  "details": f"Dependency cycle detected: {cycle}", "extra_info": {}},
-        "node_errors": {node_id: {"class_type": class_type, "dependent_outputs": ["14"], "errors": [
-            {"type": "dependency_cycle", "message": "Dependency cycle detected", "details": cycle,
-             "extra_info": {"node_id": node_id, "cycle_nodes": ["10", "11"]}}]}
-            for node_id, class_type in (("10", "LongVideoLookahead"), ("11", "LongVideoDiagonalQueueSampler"))},
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": f"Dependency cycle detected: {cycle}",
+            "extra_info": {},
+        },
+        "node_errors": {
+            node_id: {
+                "class_type": class_type,
+                "dependent_outputs": ["14"],
+                "errors": [
+                    {
+                        "type": "dependency_cycle",
+                        "message": "Dependency cycle detected",
+                        "details": cycle,
+                        "extra_info": {"node_id": node_id, "cycle_nodes": ["10", "11"]},
+                    }
+                ],
+            }
+            for node_id, class_type in (("10", "LongVideoLookahead"), ("11", "LongVideoDiagonalQueueSampler"))
+        },
     }
     assert explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
         "ComfyUI rejected the prompt: Prompt outputs failed validation",
@@ -340,20 +380,43 @@ def test_a_dependency_cycle_names_its_nodes():
 
 def test_invalid_inputs_give_one_line_per_node_and_input():
     answer = {
-        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                  "details": "Value 0 smaller than min of 1: length\n...", "extra_info": {}},
+        "error": {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "Value 0 smaller than min of 1: length\n...",
+            "extra_info": {},
+        },
         "node_errors": {
-            "11": {"class_type": "LongVideoDiagonalQueueSampler", "dependent_outputs": ["14"], "errors": [
-                {"type": "value_smaller_than_min", "message": "Value 0 smaller than min of 1", "details": "length",
-                 "extra_info": {"input_name": "length", "input_config": ["INT", {"min": 1}], "received_value": 0}},
-                {"type": "custom_validation_failed", "message": "Custom validation failed for node",
-                 "details": "window - window must be at least 2", "extra_info": {"input_name": "window"}},
-            ]},
-            "1": {"class_type": "CheckpointLoaderSimple", "dependent_outputs": ["14"], "errors": [
-                {"type": "value_not_in_list", "message": "Value not in list",
-                 "details": "ckpt_name: 'x.safetensors' not in (list of length 31)",
-                 "extra_info": {"input_name": "ckpt_name", "input_config": None, "received_value": "x.safetensors"}},
-            ]},
+            "11": {
+                "class_type": "LongVideoDiagonalQueueSampler",
+                "dependent_outputs": ["14"],
+                "errors": [
+                    {
+                        "type": "value_smaller_than_min",
+                        "message": "Value 0 smaller than min of 1",
+                        "details": "length",
+                        "extra_info": {"input_name": "length", "input_config": ["INT", {"min": 1}], "received_value": 0},
+                    },
+                    {
+                        "type": "custom_validation_failed",
+                        "message": "Custom validation failed for node",
+                        "details": "window - window must be at least 2",
+                        "extra_info": {"input_name": "window"},
+                    },
+                ],
+            },
+            "1": {
+                "class_type": "CheckpointLoaderSimple",
+                "dependent_outputs": ["14"],
+                "errors": [
+                    {
+                        "type": "value_not_in_list",
+                        "message": "Value not in list",
+                        "details": "ckpt_name: 'x.safetensors' not in (list of length 31)",
+                        "extra_info": {"input_name": "ckpt_name", "input_config": None, "received_value": "x.safetensors"},
+                    },
+                ],
+            },
         },
     }
     assert explain_rejection(answer, shipped("fifo_ltxv"), None).splitlines() == [
@@ -365,24 +428,33 @@ def test_invalid_inputs_give_one_line_per_node_and_input():
 
 
 def test_a_rejection_without_node_errors_shows_its_details():
-    answer = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
-              "node_errors": {}}
+    answer = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}}, "node_errors": {}}
     assert explain_rejection(answer, shipped("fifo_ltxv"), None) == "ComfyUI rejected the prompt: Prompt has no outputs"
 
 
 def test_an_execution_error_names_node_class_and_exception():
-    data = {"prompt_id": "p", "node_id": "12", "node_type": "VAEDecode", "executed": ["1"],
-            "exception_message": "test VAE failure\n", "exception_type": "RuntimeError",
-            "traceback": ["  File ..."], "current_inputs": {}, "current_outputs": []}
+    data = {
+        "prompt_id": "p",
+        "node_id": "12",
+        "node_type": "VAEDecode",
+        "executed": ["1"],
+        "exception_message": "test VAE failure\n",
+        "exception_type": "RuntimeError",
+        "traceback": ["  File ..."],
+        "current_inputs": {},
+        "current_outputs": [],
+    }
     assert explain_execution_error(data).splitlines()[0] == "node 12 (VAEDecode) failed: RuntimeError: test VAE failure"
-    status = {"status_str": "error", "completed": False,
-              "messages": [["execution_start", {"prompt_id": "p"}], ["execution_error", data]]}
+    status = {"status_str": "error", "completed": False, "messages": [["execution_start", {"prompt_id": "p"}], ["execution_error", data]]}
     assert failure_text(status) == explain_execution_error(data)
 
 
 def test_an_interruption_by_someone_else_is_a_failure_that_says_so():
-    status = {"status_str": "error", "completed": False, "messages": [
-        ["execution_interrupted", {"prompt_id": "p", "node_id": "11", "node_type": "LongVideoDiagonalQueueSampler", "executed": []}]]}
+    status = {
+        "status_str": "error",
+        "completed": False,
+        "messages": [["execution_interrupted", {"prompt_id": "p", "node_id": "11", "node_type": "LongVideoDiagonalQueueSampler", "executed": []}]],
+    }
     assert failure_text(status) == "the prompt was interrupted at node 11 (LongVideoDiagonalQueueSampler), not by this command."
 
 
@@ -398,10 +470,8 @@ HISTORY_OUTPUTS = {
 
 def test_output_files_give_their_place_below_the_base_folder_and_view_url():
     files = output_files(HISTORY_OUTPUTS)
-    assert [file.relative_path for file in files] == [
-        "output/longvideo/fifo_ltxv_00001_.mp4", "temp/ComfyUI_temp_abc_00001_.png", "output/audio/x/a b&c.flac"]
-    assert files[0].view_url("http://127.0.0.1:8188/") == (
-        "http://127.0.0.1:8188/api/view?filename=fifo_ltxv_00001_.mp4&subfolder=longvideo&type=output")
+    assert [file.relative_path for file in files] == ["output/longvideo/fifo_ltxv_00001_.mp4", "temp/ComfyUI_temp_abc_00001_.png", "output/audio/x/a b&c.flac"]
+    assert files[0].view_url("http://127.0.0.1:8188/") == ("http://127.0.0.1:8188/api/view?filename=fifo_ltxv_00001_.mp4&subfolder=longvideo&type=output")
     assert files[2].view_url("http://h:1") == "http://h:1/api/view?filename=a+b%26c.flac&subfolder=audio%2Fx&type=output"
 
 
@@ -421,11 +491,14 @@ def test_downloads_stay_inside_the_folder(tmp_path):
         download_path(tmp_path, OutputFile("14", "v.mp4", "../../etc", "output"))
 
 
-@pytest.mark.parametrize("text, url", [
-    ("http://127.0.0.1:8188", "http://127.0.0.1:8188"),
-    ("127.0.0.1:8188", "http://127.0.0.1:8188"),
-    ("https://example.org/comfy/", "https://example.org/comfy"),
-])
+@pytest.mark.parametrize(
+    "text, url",
+    [
+        ("http://127.0.0.1:8188", "http://127.0.0.1:8188"),
+        ("127.0.0.1:8188", "http://127.0.0.1:8188"),
+        ("https://example.org/comfy/", "https://example.org/comfy"),
+    ],
+)
 def test_server_urls_are_normalized_and_give_the_websocket_url(text, url):
     assert run_workflow.server_url(text) == url
     assert comfy_websocket.websocket_url(url, "abc") == url.replace("http", "ws", 1) + "/ws?clientId=abc"
@@ -444,16 +517,19 @@ def test_bad_server_urls_are_usage_errors(text):
 WORKFLOW_FOR_EVENTS = {"11": {"class_type": "LongVideoDiagonalQueueSampler", "inputs": {}}}
 
 
-@pytest.mark.parametrize("event, data, line", [
-    ("execution_start", {"prompt_id": "p"}, "started"),
-    ("execution_cached", {"nodes": ["1", "2"], "prompt_id": "p"}, "cached from an earlier run, not run again: 2 nodes"),
-    ("execution_cached", {"nodes": [], "prompt_id": "p"}, None),
-    ("executing", {"node": "11", "display_node": "11", "prompt_id": "p"}, "running node 11 (LongVideoDiagonalQueueSampler)"),
-    ("progress", {"value": 3, "max": 24, "prompt_id": "p", "node": "11"}, "node 11 (LongVideoDiagonalQueueSampler): step 3/24 (12%)"),
-    ("executed", {"node": "11", "output": None, "prompt_id": "p"}, None),
-    ("executed", {"node": "14", "output": {"images": []}, "prompt_id": "p"}, "output from node 14"),
-    ("progress_state", {"prompt_id": "p", "nodes": {}}, None),
-])
+@pytest.mark.parametrize(
+    "event, data, line",
+    [
+        ("execution_start", {"prompt_id": "p"}, "started"),
+        ("execution_cached", {"nodes": ["1", "2"], "prompt_id": "p"}, "cached from an earlier run, not run again: 2 nodes"),
+        ("execution_cached", {"nodes": [], "prompt_id": "p"}, None),
+        ("executing", {"node": "11", "display_node": "11", "prompt_id": "p"}, "running node 11 (LongVideoDiagonalQueueSampler)"),
+        ("progress", {"value": 3, "max": 24, "prompt_id": "p", "node": "11"}, "node 11 (LongVideoDiagonalQueueSampler): step 3/24 (12%)"),
+        ("executed", {"node": "11", "output": None, "prompt_id": "p"}, None),
+        ("executed", {"node": "14", "output": {"images": []}, "prompt_id": "p"}, "output from node 14"),
+        ("progress_state", {"prompt_id": "p", "nodes": {}}, None),
+    ],
+)
 def test_websocket_events_become_progress_lines(event, data, line):
     assert describe_event(event, data, WORKFLOW_FOR_EVENTS) == line
 
@@ -483,6 +559,7 @@ def test_progress_updates_one_line_on_a_terminal_and_prints_lines_elsewhere():
 # ---------------------------------------------------------------------------------------------
 # The command, without a server
 # ---------------------------------------------------------------------------------------------
+
 
 def closed_port():
     with socket.socket() as probe:
@@ -521,8 +598,7 @@ def test_usage_errors_are_exit_2(capsys):
 # ---------------------------------------------------------------------------------------------
 
 FIFO_LTXV = ROOT / "workflows" / "api" / "fifo_ltxv.json"
-SAVED_VIDEO = {"14": {"images": [{"filename": "fifo_ltxv_00001_.mp4", "subfolder": "longvideo", "type": "output"}],
-                      "animated": [True]}}
+SAVED_VIDEO = {"14": {"images": [{"filename": "fifo_ltxv_00001_.mp4", "subfolder": "longvideo", "type": "output"}], "animated": [True]}}
 # No run below takes more than a few seconds; the limit turns a hang into a failure.
 RUN_LIMIT = ["--timeout", "20"]
 
@@ -567,9 +643,12 @@ def test_a_run_shows_the_websocket_events_of_its_prompt_and_the_files_from_histo
     payload = queued_prompt(fake)
     assert fake.websocket_paths == [f"/ws?clientId={payload['client_id']}"]
     lines = out.splitlines()
-    assert lines[:4] == [f"queued prompt {payload['prompt_id']} on {fake.url}", "started",
-                         "running node 11 (LongVideoDiagonalQueueSampler)",
-                         "node 11 (LongVideoDiagonalQueueSampler): step 3/24 (12%)"]
+    assert lines[:4] == [
+        f"queued prompt {payload['prompt_id']} on {fake.url}",
+        "started",
+        "running node 11 (LongVideoDiagonalQueueSampler)",
+        "node 11 (LongVideoDiagonalQueueSampler): step 3/24 (12%)",
+    ]
     assert lines[4].startswith("finished in ")
     assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in lines
     assert NO_PROGRESS_NOTE not in out
@@ -608,8 +687,12 @@ def test_a_prompt_that_outlasts_the_timeout_is_exit_1_with_its_id(fake, capsys, 
 def test_an_execution_error_from_history_is_exit_1(fake, capsys, progress_channel):
     fake.events = lambda prompt_id: [("execution_error", {"prompt_id": prompt_id})]
     fake.outputs = {}
-    fake.execution_messages = [["execution_error", {"prompt_id": "p", "node_id": "12", "node_type": "VAEDecode",
-                                                    "exception_message": "out of memory", "exception_type": "RuntimeError"}]]
+    fake.execution_messages = [
+        [
+            "execution_error",
+            {"prompt_id": "p", "node_id": "12", "node_type": "VAEDecode", "exception_message": "out of memory", "exception_type": "RuntimeError"},
+        ]
+    ]
     assert run(fake) == 1
     assert "error: node 12 (VAEDecode) failed: RuntimeError: out of memory" in capsys.readouterr().err
 
@@ -649,12 +732,14 @@ def test_a_refused_unknown_node_type_is_exit_1_naming_every_missing_one_from_obj
     fake.rejection = rejection("LongVideoLookahead", "10")
     assert run(fake) == 1
     assert capsys.readouterr().err.splitlines()[:3] == [
-        "error: ComfyUI does not know these node types:", "  LTXVConditioning (node 15)", "  LongVideoLookahead (node 10)"]
+        "error: ComfyUI does not know these node types:",
+        "  LTXVConditioning (node 15)",
+        "  LongVideoLookahead (node 10)",
+    ]
 
 
 def test_object_info_is_asked_only_for_an_unknown_node_type(fake, capsys):
-    fake.rejection = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}},
-                      "node_errors": {}}
+    fake.rejection = {"error": {"type": "prompt_no_outputs", "message": "Prompt has no outputs", "details": "", "extra_info": {}}, "node_errors": {}}
     assert run(fake) == 1
     assert capsys.readouterr().err == "error: ComfyUI rejected the prompt: Prompt has no outputs\n"
     assert not any(path == "/object_info" for _, path, _ in fake.requests)
@@ -671,8 +756,7 @@ def test_download_writes_the_files_below_the_folder(fake, capsys, tmp_path, prog
 def test_the_command_runs_on_a_python_without_site_packages(fake):
     """python -S leaves out site-packages: no websocket-client, no ComfyUI dependency, as with any Python."""
     assert subprocess.run([sys.executable, "-S", "-c", "import websocket"], capture_output=True).returncode != 0
-    result = subprocess.run([sys.executable, "-S", str(CLI), str(FIFO_LTXV), "--server", fake.url, *RUN_LIMIT],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-S", str(CLI), str(FIFO_LTXV), "--server", fake.url, *RUN_LIMIT], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert NO_PROGRESS_NOTE in result.stdout
     assert "  output/longvideo/fifo_ltxv_00001_.mp4  from node 14 (SaveVideo)" in result.stdout

@@ -9,11 +9,12 @@ frame, beta, and with the frame before, beta * rho) and near plain sampling of t
 the same steps (which also shrinks the variances a little). A denoiser that unpacks a window one
 frame off (each frame read as its successor) gives the sound to the wrong frames, and the check fails.
 """
+
 import pytest
 import torch
-
 from gaussian_audio_video import GaussianAudioVideo, unit_correlation
 from gaussian_video import GaussianVideo
+
 from samplers import diagonal_queue, progressive_ar
 from samplers.frame_levels import NoiseSpace, sample_clip
 from samplers.streams import FramePacking, SecondStream
@@ -38,6 +39,7 @@ def process(beta=BETA):
 def one_frame_off(denoise):
     def shifted(x, levels, prompt, frames):
         return denoise(x, levels, prompt, frames + 1)
+
     return shifted
 
 
@@ -82,15 +84,32 @@ def plain_sampling(steps):
 def queue_videos(denoise):
     layout = diagonal_queue.QueueLayout(12, 1, lookahead=True)
     clip = process().sample(VIDEOS, 0, layout.window, torch.Generator().manual_seed(1))
-    return diagonal_queue.generate(denoise, (VIDEOS, 1, 1, PACKING.frame_elements), flow_sigmas(layout.levels), layout=layout, num_frames=FRAMES,
-                                   space=FLOW, clip=clip, generator=torch.Generator().manual_seed(2), windows_per_call=2)
+    return diagonal_queue.generate(
+        denoise,
+        (VIDEOS, 1, 1, PACKING.frame_elements),
+        flow_sigmas(layout.levels),
+        layout=layout,
+        num_frames=FRAMES,
+        space=FLOW,
+        clip=clip,
+        generator=torch.Generator().manual_seed(2),
+        windows_per_call=2,
+    )
 
 
 def window_videos(denoise):
     layout = progressive_ar.ChunkLayout(2, 3)
     context = process().sample(VIDEOS, -2, 2, torch.Generator().manual_seed(3))
-    return progressive_ar.generate(denoise, (VIDEOS, 1, 1, PACKING.frame_elements), flow_sigmas(18), layout=layout, num_frames=FRAMES, space=FLOW,
-                                   clip=context, generator=torch.Generator().manual_seed(4))
+    return progressive_ar.generate(
+        denoise,
+        (VIDEOS, 1, 1, PACKING.frame_elements),
+        flow_sigmas(18),
+        layout=layout,
+        num_frames=FRAMES,
+        space=FLOW,
+        clip=context,
+        generator=torch.Generator().manual_seed(4),
+    )
 
 
 SAMPLERS = {"diagonal queue": (queue_videos, 12), "progressive window": (window_videos, 18)}

@@ -1,4 +1,5 @@
 """Packing a second stream (sound) with the video frames (samplers/streams.py, docs/algorithms.md §6)."""
+
 import pytest
 import torch
 

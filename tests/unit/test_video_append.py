@@ -1,4 +1,5 @@
 """Appending one video file to another without encoding again (video_file.append_video), read back with PyAV."""
+
 import importlib.util
 from pathlib import Path
 
@@ -15,8 +16,12 @@ _spec.loader.exec_module(video_file)
 def ramp_frames(count, first=0, size=32):
     """Ramps whose blue level moves frame by frame, so order and count show."""
     ramp = torch.linspace(0, 1, size)
-    return torch.stack([torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), (index * 0.05) % 1)], -1)
-                        for index in range(first, first + count)])
+    return torch.stack(
+        [
+            torch.stack([ramp[None].expand(size, size), ramp[:, None].expand(size, size), torch.full((size, size), (index * 0.05) % 1)], -1)
+            for index in range(first, first + count)
+        ]
+    )
 
 
 def write(path, frames, container, crf=0, tags=None):

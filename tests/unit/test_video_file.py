@@ -3,6 +3,7 @@
 nodes/video_file.py imports no ComfyUI; it is loaded from its file so that the `nodes` package,
 whose __init__ registers the ComfyUI nodes, is not imported.
 """
+
 import importlib.util
 import json
 from fractions import Fraction

@@ -10,9 +10,10 @@ the window as if every frame sat at that frame's own level, which is what it has
   posterior) it does not.
 - The Diagonal Queue without Lookahead changes more from frame to frame than with it.
 """
-import torch
 
+import torch
 from gaussian_video import GaussianVideo
+
 from samplers import diagonal_queue, progressive_ar
 from samplers.frame_levels import NoiseSpace
 
@@ -51,8 +52,16 @@ def frame_to_frame_change(video: torch.Tensor) -> torch.Tensor:
 
 def progressive_video(denoise, chunk, window_chunks, frames=48):
     context = process().sample(BATCH, chunk, torch.Generator().manual_seed(1))
-    blocks = progressive_ar.generate(denoise, (BATCH, 1, 8, 8), sigmas(chunk * window_chunks), layout=progressive_ar.ChunkLayout(chunk, window_chunks),
-                                     num_frames=frames, space=FLOW, clip=context, generator=torch.Generator().manual_seed(2))
+    blocks = progressive_ar.generate(
+        denoise,
+        (BATCH, 1, 8, 8),
+        sigmas(chunk * window_chunks),
+        layout=progressive_ar.ChunkLayout(chunk, window_chunks),
+        num_frames=frames,
+        space=FLOW,
+        clip=context,
+        generator=torch.Generator().manual_seed(2),
+    )
     return torch.cat([block for _, block in blocks], dim=2)
 
 
@@ -81,8 +90,17 @@ def test_smaller_chunks_lessen_the_seams_on_a_one_level_model():
 def queue_video(denoise, lookahead, frames=48):
     layout = diagonal_queue.QueueLayout(4, 4, lookahead)
     clip = process().sample(BATCH, 4, torch.Generator().manual_seed(1))
-    blocks = diagonal_queue.generate(denoise, (BATCH, 1, 8, 8), sigmas(layout.levels), layout=layout, num_frames=frames, space=FLOW, clip=clip,
-                                     eta=1.0, generator=torch.Generator().manual_seed(2))
+    blocks = diagonal_queue.generate(
+        denoise,
+        (BATCH, 1, 8, 8),
+        sigmas(layout.levels),
+        layout=layout,
+        num_frames=frames,
+        space=FLOW,
+        clip=clip,
+        eta=1.0,
+        generator=torch.Generator().manual_seed(2),
+    )
     return torch.cat([block for first, block in blocks if first >= 0], dim=2)[:, :, 8:40]
 
 

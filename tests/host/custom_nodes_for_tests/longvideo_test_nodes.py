@@ -11,6 +11,7 @@ metadata: CLIPVisionLoader only knows full-size configs. LongVideoTestEncodingTA
 Wan 2.2 TAEHV encode (ComfyUI only decodes with it; the real Wan 2.2 VAE cannot be made tiny), so
 Wan22ImageToVideoLatent can run on tiny models.
 """
+
 import copy
 import json
 import tempfile
@@ -87,6 +88,7 @@ class LongVideoTestCLIPVisionLoader:
     @classmethod
     def INPUT_TYPES(cls):
         import folder_paths
+
         return {"required": {"clip_name": (folder_paths.get_filename_list("clip_vision"),)}}
 
     RETURN_TYPES = ("CLIP_VISION",)
