@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from ..samplers import diagonal_queue
 from .adapter import BATCHING_CHOICES, ClipInput, sample_video
 from .prompt_schedule import guidance_from_inputs
-from .schema import CATEGORY, guidance_inputs, run_inputs
+from .schema import CATEGORY, guidance_inputs, run_inputs, seed_input
 
 START_FROM_CLIP = "sample a first clip"
 START_FROM_LATENT = "continue the input latent"
@@ -154,14 +154,7 @@ class DiagonalQueueSampler(io.ComfyNode):
                     max=512,
                     tooltip="Latent frames the model sees per call; use the model's native clip length in latent frames (Wan 81 frames = 21, LTX-Video 97 frames = 13).",
                 ),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="Seed of the queue noise; the same seed gives the same video.",
-                ),
+                seed_input("Seed of the queue noise; the same seed gives the same video."),
                 io.Float.Input(
                     "eta",
                     default=1.0,

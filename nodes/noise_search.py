@@ -19,7 +19,7 @@ from .experts import ExpertModels
 from .image_to_video import image_to_video
 from .input_checks import check_finite_number, check_images
 from .progress import FrameProgress
-from .schema import CATEGORY, EXPERTS
+from .schema import CATEGORY, EXPERTS, seed_input
 
 
 class KStepNoiseSearch(io.ComfyNode):
@@ -90,14 +90,7 @@ class KStepNoiseSearch(io.ComfyNode):
                     default="simple",
                     tooltip="Any ComfyUI scheduler; previews get its k-step schedule, full samples its s-step one.",
                 ),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="First candidate seed; the same seed gives the same video.",
-                ),
+                seed_input("First candidate seed; the same seed gives the same video."),
                 io.Int.Input(
                     "guide_frames",
                     default=1,

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ..samplers import progressive_ar
 from .adapter import ClipInput, sample_video
 from .prompt_schedule import guidance_from_inputs
-from .schema import CATEGORY, guidance_inputs, run_inputs
+from .schema import CATEGORY, guidance_inputs, run_inputs, seed_input
 
 
 class ProgressiveARSampler(io.ComfyNode):
@@ -53,14 +53,7 @@ class ProgressiveARSampler(io.ComfyNode):
                     max=64,
                     tooltip="Noisy chunks in the window. The model sees (window_chunks + 1) x chunk_size latent frames; keep that near the model's native clip length (Wan 81 frames = 21 latent frames, LTX-Video 97 frames = 13).",
                 ),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=0xFFFFFFFFFFFFFFFF,
-                    control_after_generate=True,
-                    tooltip="Seed of the chunk noise; the same seed gives the same video.",
-                ),
+                seed_input("Seed of the chunk noise; the same seed gives the same video."),
                 io.Float.Input(
                     "eta",
                     default=0.0,

@@ -10,6 +10,11 @@ ANCHOR = io.Custom("LONGVIDEO_ANCHOR")  # from Reference Anchor (nodes/reference
 CHECKPOINTS = io.Custom("LONGVIDEO_CHECKPOINTS")  # from Checkpoints (nodes/checkpoints.py)
 
 
+def seed_input(tooltip: str) -> io.Int.Input:
+    """The seed widget of a sampling node: any 64-bit seed, changed after each queued prompt as ComfyUI's samplers do."""
+    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=tooltip)
+
+
 def guidance_inputs(prompt_schedule_hint: str) -> list:
     """model / positive / negative / cfg, or a guider in their place, or experts in place of model and cfg."""
     return [

@@ -13,6 +13,7 @@ of stochastic samplers, which is what the paper's "manual seed before every run"
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, Optional, TypeVar
 
@@ -145,7 +146,7 @@ def search_chunks(
         raise ValueError(f"The number of chunks must be at least 1, got {chunks}.")
     for index in range(chunks):
         seeds = candidate_seeds(seed, index, candidates)
-        scores, chosen = search_chunk(seeds, lambda s: preview(guide, s), lambda frames: score(guide, frames), on_candidate)
+        scores, chosen = search_chunk(seeds, functools.partial(preview, guide), functools.partial(score, guide), on_candidate)
         frames = sample(guide, seeds[chosen])
         yield ChunkResult(index, seeds, scores, chosen, frames)
         guide = next_guide(frames)

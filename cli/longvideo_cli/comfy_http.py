@@ -52,7 +52,7 @@ def normalize_server_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http:// or https:// URL such as {DEFAULT_SERVER}, got {text!r}.")
     try:
-        parts.port  # reading it checks it
+        _ = parts.port  # reading it checks it
     except ValueError:
         raise ValueError(f"has an invalid port: {text!r}.") from None
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))

@@ -23,10 +23,18 @@ denoiser redoes that conversion at the row's own level (``_h3_row_levels``), so 
 at its level gives, and the per-frame correction above applies to both streams alike. The text tokens
 share the sequence and are modulated at the call's sigma, the window's highest level (as they are when
 ComfyUI itself masks H3 rows); given frames run at H3's fixed conditioning label (0.999).
+
+LTX transformers place a call's tokens from its own first frame: with causal temporal positioning (LTX-2,
+and LTX-Video checkpoints whose config sets it) the call's first latent frame is one pixel frame and its
+first audio latent one mel frame, as the video's are. A window that starts later in the video is shown the
+positions its frames and its sound have in a call on the whole video, up to a shift common to both streams
+(RoPE sees only differences, also between the streams): every frame ``scale`` pixel frames (non-causal
+positioning) and the audio latents numbered from where they sit in the whole sound (WindowPositions).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import comfy.model_management
@@ -40,6 +48,24 @@ import torch
 from .families import DENOISE_MASK, FRAMES_AS_BATCH, PACKED_ROW_MASKS, PACKED_STREAM_MASKS, TIMESTEP_MATRIX, model_family
 
 _WRAPPER_KEY = "comfyui-longvideo.frame_levels"
+# ComfyUI's audio patchifier counts a call's audio latents with arange(shift, count + shift): a shift on a
+# 2^-16 grid keeps that count exact (the rounding moves a latent by under 1e-6 s)
+_AUDIO_SHIFT_GRID = 2**16
+
+
+@dataclass(frozen=True)
+class WindowPositions:
+    """How an LTX call places a window that starts after the video's first frame: its video frames
+    non-causally (each ``scale`` pixel frames, as in the middle of the video), and its audio latents
+    (LTX-2) numbered from ``audio_shift`` by a non-causal audio patchifier, the shift putting them where
+    they sit in the whole sound relative to the window's first video frame (sound.SoundTimeline)."""
+
+    audio_shift: Optional[float] = None
+
+    def __post_init__(self):
+        # on the grid the patchifier counts exactly; windows with the same shift also compare equal and share a call
+        if self.audio_shift is not None:
+            object.__setattr__(self, "audio_shift", round(self.audio_shift * _AUDIO_SHIFT_GRID) / _AUDIO_SHIFT_GRID)
 
 
 class PromptScheduleGuider(comfy.samplers.CFGGuider):
@@ -85,6 +111,9 @@ class FramewiseDenoiser:
         self.model_options = model_options
         self._stream_levels: Optional[list[torch.Tensor]] = None  # audio-video models: the levels of the video frames and audio units of the call
         self._stream_shapes: Optional[list] = None  # audio-video models: the video and audio shapes of the call
+        # the output-frame index of the video's first frame (a given clip's frames are numbered before 0)
+        self.video_start = 0
+        self._positions: Optional[WindowPositions] = None  # LTX: None gives the call the model's own positions
         if self.family.mechanism == DENOISE_MASK:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._add_denoise_mask, model_options, is_model_options=True
@@ -104,13 +133,31 @@ class FramewiseDenoiser:
             patcher_extension.add_wrapper_with_key(
                 patcher_extension.WrappersMP.APPLY_MODEL, _WRAPPER_KEY, self._ltxav_stream_masks, model_options, is_model_options=True
             )
+        if self.family.positions_from_call_start:
+            patcher_extension.add_wrapper_with_key(
+                patcher_extension.WrappersMP.DIFFUSION_MODEL, _WRAPPER_KEY, self._ltx_window_positions, model_options, is_model_options=True
+            )
 
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
         self.before_call()
         self._select_prompt(prompt)
         if self.family.mechanism == FRAMES_AS_BATCH:
             return self._denoise_frames_as_batch(x, sigmas)
+        if self.family.positions_from_call_start and self.model.diffusion_model.causal_temporal_positioning:
+            return self._denoise_by_window_start(x, sigmas, frames)
         return self._denoise_with_frame_levels(x, sigmas)
+
+    def _denoise_by_window_start(self, x, sigmas, frames):
+        """LTX-Video with causal positioning: windows that start the video and windows that start later in separate calls."""
+        later = (frames[:, 0] > self.video_start).tolist()
+        x0 = torch.empty_like(x)
+        for positions in (None, WindowPositions()):
+            rows = [n for n, is_later in enumerate(later) if is_later == (positions is not None)]
+            if rows:
+                self._positions = positions
+                x0[rows] = self._denoise_with_frame_levels(x[rows], sigmas[rows]).to(x0)
+        self._positions = None
+        return x0
 
     def _select_prompt(self, prompt: int) -> None:
         if isinstance(self.guider, PromptScheduleGuider):
@@ -173,7 +220,13 @@ class FramewiseDenoiser:
         return executor(x, timestep[:, None] * ratio, *args, **kwargs)
 
     def denoise_audio_video(
-        self, video: torch.Tensor, video_sigmas: torch.Tensor, audio: torch.Tensor, audio_sigmas: torch.Tensor, prompt: int = 0
+        self,
+        video: torch.Tensor,
+        video_sigmas: torch.Tensor,
+        audio: torch.Tensor,
+        audio_sigmas: torch.Tensor,
+        prompt: int = 0,
+        positions: Optional[WindowPositions] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x0 of audio-video windows (MiniMax H3, LTX-2), in model space, every frame and audio unit at its own level.
 
@@ -182,14 +235,19 @@ class FramewiseDenoiser:
         MiniMax H3 ``[N, 32, 2, A]`` (channels, stereo, audio latent frames; the audio as the sampler
         carries it, scaled onto the video schedule), LTX-2 ``[N, 8, A, 16]`` (channels, audio latents,
         frequency bins). H3's transformer takes one row at a time, so its N windows are denoised one
-        after the other; LTX-2 takes them in one call.
+        after the other; LTX-2 takes them in one call. ``positions``: LTX-2 windows that start after the
+        video's first frame; None for windows that start it (and for H3, which places tokens by its own frames).
         """
         self.before_call()
         self._select_prompt(prompt)
         if self.family.one_row_per_call:
             rows = [self._denoise_packed(video[n : n + 1], video_sigmas[n : n + 1], audio[n : n + 1], audio_sigmas[n : n + 1]) for n in range(video.shape[0])]
             return torch.cat([v for v, _ in rows]), torch.cat([a for _, a in rows])
-        return self._denoise_packed(video, video_sigmas, audio, audio_sigmas)
+        self._positions = positions
+        try:
+            return self._denoise_packed(video, video_sigmas, audio, audio_sigmas)
+        finally:
+            self._positions = None
 
     def _denoise_packed(self, video, video_sigmas, audio, audio_sigmas):
         """The per-frame correction on both streams packed into one latent, as ComfyUI samples audio-video models."""
@@ -234,6 +292,34 @@ class FramewiseDenoiser:
         """H3 unpacks its latent by the shapes the conditioning holds, the planned call's: give it this call's."""
         kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
         return executor(x, t, *args, **kwargs)
+
+    def _ltx_window_positions(self, executor, *args, **kwargs):
+        """The call's positions (WindowPositions): the transformer reads them from its own settings while it runs."""
+        positions = self._positions
+        if positions is None:
+            return executor(*args, **kwargs)
+        transformer = self.model.diffusion_model
+        causal = transformer.causal_temporal_positioning
+        transformer.causal_temporal_positioning = False
+        audio_patchifier = getattr(transformer, "a_patchifier", None)
+        if positions.audio_shift is not None:
+            from comfy.ldm.lightricks.symmetric_patchifier import AudioPatchifier
+
+            transformer.a_patchifier = AudioPatchifier(
+                audio_patchifier.patch_size[1],
+                audio_patchifier.sample_rate,
+                audio_patchifier.hop_length,
+                audio_patchifier.audio_latent_downsample_factor,
+                is_causal=False,
+                start_end=audio_patchifier.start_end,
+                shift=positions.audio_shift,
+            )
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            transformer.causal_temporal_positioning = causal
+            if audio_patchifier is not None:
+                transformer.a_patchifier = audio_patchifier
 
     def _h3_row_levels(self, executor, x, timestep, context, transformer_options, **kwargs):
         """Each H3 row at its own level: masks for its labels, and the audio carried at its own level."""

@@ -41,13 +41,15 @@ class Family:
     marks_clean_frames: bool = False  # the model's only concat input is a channel flagging given frames
     one_row_per_call: bool = False  # the transformer takes a batch of one (one window, no cond/uncond batching)
     audio_time_dim: Optional[int] = None  # audio-video models: the time axis of the audio latent
+    # LTX: the transformer numbers a call's positions from its first frame, which causal positioning makes the video's first
+    positions_from_call_start: bool = False
 
 
 def model_family(model: model_base.BaseModel) -> Family:
     """Which family a loaded model belongs to, and how it takes per-frame noise levels."""
     kind = type(model)
     if kind is model_base.LTXV:
-        return Family("LTX-Video", DENOISE_MASK)
+        return Family("LTX-Video", DENOISE_MASK, positions_from_call_start=True)
     if kind is model_base.WAN22:
         return Family("Wan 2.2 TI2V-5B", DENOISE_MASK)
     if kind is model_base.CosmosPredict2:
@@ -55,7 +57,7 @@ def model_family(model: model_base.BaseModel) -> Family:
     if kind is model_base.MiniMaxH3:
         return Family("MiniMax H3", PACKED_ROW_MASKS, one_row_per_call=True, audio_time_dim=3)
     if kind is model_base.LTXAV:
-        return Family("LTX-2", PACKED_STREAM_MASKS, audio_time_dim=2)
+        return Family("LTX-2", PACKED_STREAM_MASKS, audio_time_dim=2, positions_from_call_start=True)
     if kind is model_base.WAN21:
         return Family("Wan 2.1 / Wan 2.2 A14B", TIMESTEP_MATRIX)
     if model.latent_format.latent_dimensions == 2:

@@ -85,44 +85,17 @@ def sample_video(
     patcher = guidance.guiders[0].model_patcher
     family = model_family(patcher.model)
     check_boundaries(guidance.boundaries, sigmas)
-    model, device = patcher.model, patcher.load_device
-    sound = None
     if family.audio_time_dim is not None:
         _check_sound_options(family, anchor, checkpoints)
-        samples, latent_audio = audio_video_samples(latent, "latent", family)
-        timeline = SoundTimeline.of(model, guidance.guiders)
-        units_shape = sound_units(model)
-        # the latent's sound must fit its video at its frame rate (made for another rate, it is refused)
-        fitted_sound(latent_audio, samples, timeline, units_shape, "latent", family)
-    else:
-        samples = comfy.sample.fix_empty_latent_channels(
-            patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal")
-        )
-    video = video_layout(samples, family)
-    check_latent_channels(video, model, family)
-    batch, channels, _, height, width = video.shape
+    video, timeline = _input_video(guidance, latent, family, patcher)
+    model, device = patcher.model, patcher.load_device
     clip_video = None if clip is None else _clip_video(clip, family, video)
     reference = _reference(anchor, family, model, video, device)
-    frames = layout.frames_per_call + reference_frames(reference)
-    windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family, frames) else 1
-    rows = windows_per_call * batch
-    call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
-    frame_shape = (batch, channels, height, width)
-    model_clip = None if clip_video is None or family.audio_time_dim is not None else to_model_space(model, clip_video.to(device))
-    sound_shape = None
-    if family.audio_time_dim is not None:
-        stream = timeline.stream(units_shape, 0 if clip is None else clip.first_frame(clip_video.shape[2]), family.audio_time_dim)
-        packing = FramePacking(stream, (channels, height, width))
-        clip_sound = None if clip is None else _clip_sound(clip, timeline, units_shape, family, clip_video)
-        sound = SoundOutput(packing, timeline, batch, length, clip_sound)
-        sound_shape = [rows, *units_shape]
-        sound_shape.insert(family.audio_time_dim, frames * stream.max_units)
-        frame_shape = (batch, 1, 1, packing.frame_elements)
-        if clip is not None:
-            model_clip = packing.pack(*sound_to_model_space(model, clip_video.to(device), clip_sound.to(device)), clip.first_frame(clip_video.shape[2]))
+    plan = _plan_calls(family, patcher, layout, video, reference, clip, clip_video, window_batching, timeline, length)
 
+    batch, channels, _, height, width = video.shape
     output = torch.zeros(batch, channels, length, height, width)
-    progress = _ProgressReport(patcher, None if sound is None else sound.packing)
+    progress = _ProgressReport(patcher, None if plan.sound is None else plan.sound.packing)
     recorder = None
     resumption = None
     if checkpoints is not None:
@@ -133,16 +106,16 @@ def sample_video(
     denoise = late[0] if len(late) == 1 else Experts(late, guidance.boundaries, guidance.switch_every)
     generated = sampler(
         denoise,
-        frame_shape,
+        plan.frame_shape,
         sigmas,
         layout=layout,
         num_frames=length,
         space=noise_space(model),
-        clip=model_clip,
+        clip=plan.model_clip,
         eta=eta,
         generator=torch.Generator().manual_seed(seed),
         prompt_of_frame=guidance.prompt_of_frame if resumption is None else resumption.prompt_of_frame,
-        windows_per_call=windows_per_call,
+        windows_per_call=plan.windows_per_call,
         device=device,
         callback=progress if recorder is None else _Saving(recorder, output, progress),
         reference=reference,
@@ -151,22 +124,20 @@ def sample_video(
     )
 
     def stream_into_output(framewise_denoisers):
-        loader = ExpertLoader(list(guidance.guiders), call_shape)
-        for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
-            if sound is not None:
-                framewise = PackedFramesDenoiser(framewise, sound.packing)
-            proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
+        _bind_denoisers(late, framewise_denoisers, guidance, plan)
         for index, block in generated:
-            if index < 0:
-                continue
-            if sound is None:
-                output[:, :, index : index + block.shape[2]] = to_host_space(model, block).to(output)
-            else:
-                output[:, :, index : index + block.shape[2]] = sound.write(model, index, block).to(output)
+            if index >= 0:
+                output[:, :, index : index + block.shape[2]] = plan.host_frames(model, index, block).to(output)
 
     try:
         run_with_framewise_denoisers(
-            list(guidance.guiders), call_shape, sigmas, seed, stream_into_output, comfy.model_management.throw_exception_if_processing_interrupted, sound_shape
+            list(guidance.guiders),
+            plan.call_shape,
+            sigmas,
+            seed,
+            stream_into_output,
+            comfy.model_management.throw_exception_if_processing_interrupted,
+            plan.sound_shape,
         )
     except BaseException:
         if recorder is not None:
@@ -176,8 +147,93 @@ def sample_video(
     if recorder is not None:
         recorder.finished(output)
         out[RUN_KEY] = recorder.name
-    out["samples"] = host_layout(output, family) if sound is None else sound.latent_samples(output)
+    out["samples"] = host_layout(output, family) if plan.sound is None else plan.sound.latent_samples(output)
     return out
+
+
+def _input_video(guidance: Guidance, latent: dict, family, patcher) -> tuple[torch.Tensor, Optional[SoundTimeline]]:
+    """The input LATENT's video ``[B, C, F, H, W]``, checked, and for a model with sound its timeline
+    (the latent's sound checked against it)."""
+    model = patcher.model
+    timeline = None
+    if family.audio_time_dim is not None:
+        samples, latent_audio = audio_video_samples(latent, "latent", family)
+        timeline = SoundTimeline.of(model, guidance.guiders)
+        # the latent's sound must fit its video at its frame rate (made for another rate, it is refused)
+        fitted_sound(latent_audio, samples, timeline, sound_units(model), "latent", family)
+    else:
+        samples = comfy.sample.fix_empty_latent_channels(
+            patcher, latent_samples(latent, "latent"), latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal")
+        )
+    video = video_layout(samples, family)
+    check_latent_channels(video, model, family)
+    return video, timeline
+
+
+@dataclass(frozen=True)
+class _CallPlan:
+    """How the sampler's frames look and how they reach the model: the frame shape the sampler
+    works on, the largest call ComfyUI must plan for (and its sound), windows per call, the clip to
+    continue in the sampler's space, and for a model with sound, how its frames are packed."""
+
+    frame_shape: tuple[int, ...]
+    call_shape: tuple[int, ...]
+    sound_shape: Optional[list[int]]
+    windows_per_call: int
+    model_clip: Optional[torch.Tensor]
+    sound: Optional[SoundOutput]
+    # the output-frame index of the video's first frame: the samplers number a given clip's frames before the output's
+    video_start: int
+
+    def host_frames(self, model, index: int, block: torch.Tensor) -> torch.Tensor:
+        """Frames the sampler finished, as the output LATENT's video holds them (their sound kept aside)."""
+        return to_host_space(model, block) if self.sound is None else self.sound.write(model, index, block)
+
+
+def _plan_calls(
+    family,
+    patcher,
+    layout,
+    video: torch.Tensor,
+    reference,
+    clip: Optional[ClipInput],
+    clip_video: Optional[torch.Tensor],
+    window_batching: str,
+    timeline: Optional[SoundTimeline],
+    length: int,
+) -> _CallPlan:
+    model, device = patcher.model, patcher.load_device
+    batch, channels, _, height, width = video.shape
+    frames = layout.frames_per_call + reference_frames(reference)
+    windows_per_call = layout.windows_per_iteration if _batch_windows(window_batching, patcher, layout, video, family, frames) else 1
+    rows = windows_per_call * batch
+    call_shape = (rows * frames, channels, height, width) if family.mechanism == FRAMES_AS_BATCH else (rows, channels, frames, height, width)
+    video_start = 0 if clip is None else clip.first_frame(clip_video.shape[2])
+    if family.audio_time_dim is None:
+        model_clip = None if clip_video is None else to_model_space(model, clip_video.to(device))
+        return _CallPlan((batch, channels, height, width), call_shape, None, windows_per_call, model_clip, None, video_start)
+    units_shape = sound_units(model)
+    stream = timeline.stream(units_shape, video_start, family.audio_time_dim)
+    packing = FramePacking(stream, (channels, height, width))
+    clip_sound = None if clip is None else _clip_sound(clip, timeline, units_shape, family, clip_video)
+    sound_shape = [rows, *units_shape]
+    sound_shape.insert(family.audio_time_dim, frames * stream.max_units)
+    model_clip = None
+    if clip is not None:
+        model_clip = packing.pack(*sound_to_model_space(model, clip_video.to(device), clip_sound.to(device)), video_start)
+    sound = SoundOutput(packing, timeline, batch, length, clip_sound)
+    return _CallPlan((batch, 1, 1, packing.frame_elements), call_shape, sound_shape, windows_per_call, model_clip, sound, video_start)
+
+
+def _bind_denoisers(late: list, framewise_denoisers: list, guidance: Guidance, plan: _CallPlan) -> None:
+    """Point each expert's late-bound denoiser at its framewise denoiser, inside ComfyUI's sampling;
+    with experts, through a loader that loads an expert when the run switches to it."""
+    loader = ExpertLoader(list(guidance.guiders), plan.call_shape)
+    for index, (proxy, framewise) in enumerate(zip(late, framewise_denoisers)):
+        framewise.video_start = plan.video_start
+        if plan.sound is not None:
+            framewise = PackedFramesDenoiser(framewise, plan.sound.packing, plan.sound.timeline, plan.video_start)
+        proxy.bound = framewise if len(late) == 1 else loader.denoiser(index, framewise)
 
 
 def _check_sound_options(family, anchor, checkpoints) -> None:

@@ -37,7 +37,7 @@ import torch
 from comfy_extras import nodes_minimax_h3
 
 from ...samplers.streams import FramePacking, SecondStream
-from .denoiser import FramewiseDenoiser
+from .denoiser import FramewiseDenoiser, WindowPositions
 from .families import PACKED_ROW_MASKS, model_family
 
 # LTXAV.extra_conds: the frame rate the model is given when the conditioning sets none
@@ -52,6 +52,9 @@ class SoundTimeline:
     audio_rate: float  # audio latents per second
     frame_scale: int  # pixel frames of a latent frame that is not the first of the video (or of its group)
     group: Optional[int] = None  # latent frames per group whose first frame is one pixel frame (H3: 5); None: one group
+    # LTX-2: its causal audio positions start audio latent u >= 1 at mel frame D u - (D - 1), this many latents early;
+    # None where the transformer does not place a call's tokens from the call's start (H3)
+    audio_lead: Optional[float] = None
 
     @classmethod
     def of(cls, model, guiders) -> "SoundTimeline":
@@ -59,8 +62,10 @@ class SoundTimeline:
             spans = comfy.ldm.minimax.model.FRAME_PER_TOKEN
             return cls(float(nodes_minimax_h3.FPS), float(nodes_minimax_h3.AUDIO_LATENT_FPS), max(spans), len(spans))
         patchifier = model.diffusion_model.a_patchifier
-        audio_rate = patchifier.sample_rate / patchifier.hop_length / patchifier.audio_latent_downsample_factor
-        return cls(conditioning_frame_rate(guiders), audio_rate, model.latent_format.temporal_downscale_ratio)
+        mel_frames = patchifier.audio_latent_downsample_factor
+        audio_rate = patchifier.sample_rate / patchifier.hop_length / mel_frames
+        lead = (mel_frames - 1) / mel_frames if patchifier.is_causal else 0.0
+        return cls(conditioning_frame_rate(guiders), audio_rate, model.latent_format.temporal_downscale_ratio, audio_lead=lead)
 
     def pixel_frames(self, latent_frames: int) -> int:
         """Pixel frames of the video's first ``latent_frames`` latent frames; a negative count, minus those of
@@ -77,6 +82,16 @@ class SoundTimeline:
     def sound_length(self, latent_frames: int) -> int:
         """Audio latents of a video of that many latent frames, as ComfyUI counts them."""
         return self.audio_latents(self.pixel_frames(latent_frames))
+
+    def window_positions(self, frames_in: int) -> Optional[WindowPositions]:
+        """LTX-2's positions for a window whose first frame comes ``frames_in`` latent frames after the video's
+        first: None (the model's own) for a window that starts the video or before it. A later window's video
+        frame 0 sits ``pixel_frames(frames_in)`` pixel frames into the video and its sound at audio latent
+        ``sound_length(frames_in)``; numbering the window's audio latents from this shift puts them where
+        they sit in the whole sound relative to that frame."""
+        if frames_in <= 0 or self.audio_lead is None:
+            return None
+        return WindowPositions(self.sound_length(frames_in) - self.audio_lead - self.pixel_frames(frames_in) / self.frame_rate * self.audio_rate)
 
     def stream(self, units_shape: tuple[int, ...], first_frame: int, time_dim: int = 2) -> SecondStream:
         """The audio stream of a run whose video starts at frame ``first_frame``, its time at ``time_dim``
@@ -222,26 +237,28 @@ class PackedFramesDenoiser:
     """The run's denoiser on packed frames: unpacks the windows, denoises their video frames and audio
     latents together, and packs the x0 back (a slot's padding keeps its values, so a step leaves it alone).
 
-    Windows at different places in the video can own different numbers of audio latents; windows
-    that own the same number share a model call.
+    Windows at different places in the video can own different numbers of audio latents and are shown
+    different positions (SoundTimeline.window_positions); windows that own the same number and are
+    shown the same positions share a model call. ``video_start``: the output-frame index of the video's
+    first frame.
     """
 
-    def __init__(self, denoiser: FramewiseDenoiser, packing: FramePacking):
-        self.denoiser, self.packing = denoiser, packing
+    def __init__(self, denoiser: FramewiseDenoiser, packing: FramePacking, timeline: SoundTimeline, video_start: int):
+        self.denoiser, self.packing, self.timeline, self.video_start = denoiser, packing, timeline, video_start
 
     def __call__(self, x: torch.Tensor, sigmas: torch.Tensor, prompt: int, frames: torch.Tensor) -> torch.Tensor:
         video, audio = self.packing.unpack(x, frames)
         owned = self.packing.stream.units_of(frames)
         sigmas = sigmas.to(x)
         audio_levels = [sigmas[n].repeat_interleave(owned[n].to(sigmas.device)) for n in range(x.shape[0])]
-        rows_by_length = defaultdict(list)
+        calls = defaultdict(list)
         for n, row_audio in enumerate(audio):
-            rows_by_length[row_audio.shape[self.packing.stream.time_dim]].append(n)
+            calls[row_audio.shape[self.packing.stream.time_dim], self.timeline.window_positions(int(frames[n, 0]) - self.video_start)].append(n)
         video_x0 = torch.empty_like(video)
         audio_x0: list[Optional[torch.Tensor]] = [None] * x.shape[0]
-        for rows in rows_by_length.values():
+        for (_length, positions), rows in calls.items():
             got_video, got_audio = self.denoiser.denoise_audio_video(
-                video[rows], sigmas[rows], torch.cat([audio[n] for n in rows]), torch.stack([audio_levels[n] for n in rows]), prompt
+                video[rows], sigmas[rows], torch.cat([audio[n] for n in rows]), torch.stack([audio_levels[n] for n in rows]), prompt, positions
             )
             video_x0[rows] = got_video.to(video_x0)
             for n, row_audio in zip(rows, got_audio.split(1)):

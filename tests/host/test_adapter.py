@@ -128,3 +128,37 @@ def test_an_unsupported_model_gets_a_clear_error(comfy_inprocess, tiny_model_nam
     message = str(error.value)
     assert type(model.model).__name__ in message
     assert "noise level per frame" in message and "Wan 2.1" in message and "LTX-Video" in message
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal positions", "tiny LTXV's own"])
+def test_ltxv_windows_after_the_videos_first_frame_are_placed_as_in_the_middle_of_the_video(comfy_inprocess, tiny_model_names, monkeypatch, causal):
+    """LTX-Video checkpoints whose config sets causal temporal positioning (ComfyUI reads it from the file) make a
+    call's first latent frame one pixel frame: a window that starts later is placed non-causally, every frame 8
+    pixel frames, as in a call on the whole video; the tiny LTXV's config leaves it off, so both are one call."""
+    from comfy.ldm.lightricks.model import LTXVModel
+
+    adapter = pack_module("nodes.adapter")
+    model, shape = load_family(comfy_inprocess, tiny_model_names, "ltxv")
+    if causal:
+        model = model.clone()
+        model.add_object_patch("diffusion_model.causal_temporal_positioning", True)
+    prepare = LTXVModel._prepare_positional_embeddings
+    calls = []
+
+    def recording(self, pixel_coords, frame_rate, x_dtype):
+        calls.append([row[0, :: shape[3] * shape[4]].tolist() for row in pixel_coords])  # each row's frames' [start, end] pixel frames
+        return prepare(self, pixel_coords, frame_rate, x_dtype)
+
+    monkeypatch.setattr(LTXVModel, "_prepare_positional_embeddings", recording)
+    width = text_width("ltxv")
+    guider = adapter.prompt_guider(model, [fake_conditioning(comfy_inprocess, 1, width)], fake_conditioning(comfy_inprocess, 2, width), 1.0)
+    x = torch.cat([random_latent(shape, 0), random_latent(shape, 1)])
+    frames = torch.stack([torch.arange(5), torch.arange(3, 8)])
+    adapter.run_with_framewise_denoiser(
+        guider, (2, *shape[1:]), torch.tensor([1.0, 0.0]), 0, lambda denoise, sigmas: denoise(x, torch.full((2, 5), 0.5), 0, frames)
+    )
+    later = [[8 * f, 8 * f + 8] for f in range(5)]
+    if causal:
+        assert calls == [[[[0, 1], [1, 9], [9, 17], [17, 25], [25, 33]]], [later]]
+    else:
+        assert calls == [[later, later]]

@@ -184,11 +184,13 @@ def test_the_lora_slot_changes_the_expert(comfy_inprocess, tiny_model_names):
     for strength in (0.0, 1.0):
         patched = call_node(comfy_inprocess, "LoraLoaderModelOnly", model=model, lora_name=tiny_model_names["wan_lora_low"], strength_model=strength)[0]
         guider = pack_module("nodes.adapter").prompt_guider(patched, [fake_conditioning(comfy_inprocess, 1)], fake_conditioning(comfy_inprocess, 2), 1.0)
-        got = []
         pack_module("nodes.adapter").run_with_framewise_denoiser(
-            guider, x.shape, torch.tensor([1.0, 0.0]), 0, lambda denoise, _s: got.append(denoise(x, torch.full((1, 3), 0.5), 0, torch.arange(3)[None]).cpu())
+            guider,
+            x.shape,
+            torch.tensor([1.0, 0.0]),
+            0,
+            lambda denoise, _s: outputs.append(denoise(x, torch.full((1, 3), 0.5), 0, torch.arange(3)[None]).cpu()),
         )
-        outputs.append(got[0])
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3
 
 

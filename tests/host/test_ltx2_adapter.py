@@ -181,3 +181,92 @@ def test_windows_in_one_call_equal_windows_one_by_one(comfy_inprocess, rows):
         error = (got["both"][stream] - torch.cat([each[stream] for each in got["each"]])).abs().max().item()
         print(f"stream {stream}: windows batched vs one by one {error:.2e}")
         assert error < MIXED_VIDEO
+
+
+# A window of the video's last frames, its sound from the first audio latent its first frame owns
+WINDOW_START = 2
+# RoPE sees only differences of positions, but in float32: its angles reach 10^4 rad, rounded to ~1e-3 rad, so
+# shifting every position by the same 0.375 s moves x0 by up to 1.1e-4 (measured on the tiny LTX-2), while the
+# positions a window had before (placed as the video's start) move it by {OLD}
+SHIFTED_ROPE = 3e-4
+SHARPEN = 30.0
+
+
+class PositionRecorder:
+    """What ComfyUI's LTXAV transformer turns into its positional embeddings, call by call: the time of every
+    video token (its pixel frames over the frame rate) and every audio token, each [start, end] in seconds."""
+
+    def __init__(self, transformer):
+        self.transformer, self.calls = transformer, []
+        self.prepare = transformer._prepare_positional_embeddings
+
+    def __enter__(self):
+        def recording(pixel_coords, frame_rate, x_dtype):
+            video, audio = pixel_coords
+            self.calls.append({"video_seconds": video[0, 0].cpu() / frame_rate, "audio_seconds": audio[0, 0].cpu()})
+            return self.prepare(pixel_coords, frame_rate, x_dtype)
+
+        self.transformer._prepare_positional_embeddings = recording
+        return self
+
+    def __exit__(self, *exc):
+        del self.transformer._prepare_positional_embeddings
+
+
+def whole_and_window_positions(host, positions_of_window):
+    """The positions a call on the whole video and one on its frames from WINDOW_START (with their sound) are shown."""
+    sound = pack_module("nodes.adapter.sound")
+    guider = ltx2_guider(host, cfg=1.0)
+    video, audio = random_latent(VIDEO, 0), random_latent(AUDIO, 1)
+    levels, audio_levels = torch.full((1, VIDEO[2]), 0.6), torch.full((1, AUDIO[2]), 0.6)
+    first = first_unit(WINDOW_START)
+
+    def body(denoise, _sigmas):
+        positions = positions_of_window(sound.SoundTimeline.of(denoise.model, [guider]))
+        denoise.denoise_audio_video(video, levels, audio, audio_levels)
+        denoise.denoise_audio_video(video[:, :, WINDOW_START:], levels[:, WINDOW_START:], audio[:, :, first:], audio_levels[:, first:], positions=positions)
+
+    with PositionRecorder(guider.model_patcher.model.diffusion_model) as recorder:
+        inside_sampling(guider, body)
+    return recorder.calls
+
+
+def shift_of(window: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """How far each token of the whole call sits from the same token in the window call, for its start and end."""
+    return (whole - window).reshape(-1)
+
+
+def test_a_window_later_in_the_video_gets_the_positions_of_its_frames_and_sound_in_the_whole_video(comfy_inprocess):
+    whole, window = whole_and_window_positions(comfy_inprocess, lambda timeline: timeline.window_positions(WINDOW_START))
+    first, tokens_per_frame = first_unit(WINDOW_START), VIDEO[3] * VIDEO[4]
+    video_shift = shift_of(window["video_seconds"], whole["video_seconds"][WINDOW_START * tokens_per_frame :])
+    audio_shift = shift_of(window["audio_seconds"], whole["audio_seconds"][first:])
+    # one shift for every video token and every audio token, start and end: the 9 pixel frames before frame 2
+    common = (8 * WINDOW_START - 7) / FRAME_RATE
+    print(
+        f"window from frame {WINDOW_START}: video shifted {video_shift.min():.6f}..{video_shift.max():.6f} s, "
+        f"audio {audio_shift.min():.6f}..{audio_shift.max():.6f} s (the {8 * WINDOW_START - 7} pixel frames before it: {common:.6f} s)"
+    )
+    torch.testing.assert_close(video_shift, torch.full_like(video_shift, common), rtol=0, atol=1e-6)
+    torch.testing.assert_close(audio_shift, torch.full_like(audio_shift, common), rtol=0, atol=1e-5)
+
+
+def test_a_window_that_starts_the_video_keeps_the_models_own_positions(comfy_inprocess):
+    sound = pack_module("nodes.adapter.sound")
+    guider = ltx2_guider(comfy_inprocess)
+    timeline = sound.SoundTimeline.of(guider.model_patcher.model, [guider])
+    assert timeline.window_positions(0) is None and timeline.window_positions(-3) is None
+    assert timeline.window_positions(1) is not None
+
+
+def test_a_window_shown_as_if_it_started_the_video_is_not_at_its_whole_video_positions(comfy_inprocess):
+    """The behaviour this replaces (every call placed as the video's start) moves the sound against the picture."""
+    whole, window = whole_and_window_positions(comfy_inprocess, lambda timeline: None)
+    first, tokens_per_frame = first_unit(WINDOW_START), VIDEO[3] * VIDEO[4]
+    video_shift = shift_of(window["video_seconds"], whole["video_seconds"][WINDOW_START * tokens_per_frame :])
+    audio_shift = shift_of(window["audio_seconds"], whole["audio_seconds"][first:])
+    # from the window's second frame and second audio latent on, the picture is placed 7 pixel frames (0.29 s)
+    # further back than its sound, within the rounding of the window's first audio latent (half a latent: 0.02 s)
+    lag = (video_shift[2 * tokens_per_frame :].mean() - audio_shift[2:].mean()).item()
+    print(f"window placed as the video's start: the sound trails the picture by {lag:.3f} s")
+    assert abs(lag - 7 / FRAME_RATE) < 0.02

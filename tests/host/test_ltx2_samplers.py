@@ -173,7 +173,7 @@ def stream_packing(host, fps: int):
         cfg=1.0,
     )[0]
     timeline = sound.SoundTimeline.of(model, [guider])
-    assert timeline == sound.SoundTimeline(float(fps), 25.0, 8)
+    assert timeline == sound.SoundTimeline(float(fps), 25.0, 8, audio_lead=0.75)
     return streams.FramePacking(timeline.stream((8, 16), 0), (128, 2, 2))
 
 
@@ -290,3 +290,37 @@ def test_previews_show_the_video_of_the_finished_frames(comfy_inprocess, monkeyp
     # the last preview is the last output frame's video, as Latent2RGB shows a video latent (LTX-2's latent is stored unscaled)
     expected = previewer.decode_latent_to_preview_image("JPEG", model.process_latent_in(got["video"])[:1, :, -1:])
     assert numpy.array_equal(numpy.asarray(mine[-1][1][1]), numpy.asarray(expected[1]))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_windows_after_the_videos_first_frame_are_shown_where_they_sit_in_the_video(comfy_inprocess, sampler, monkeypatch):
+    """Every call the sampler makes: a window that starts the video keeps LTX-2's causal positions (its first
+    latent frame one pixel frame, its first audio latent one mel frame); a later window is placed as in the
+    middle of the video (every frame 8 pixel frames, every audio latent 4 mel frames: 0.04 s), its sound
+    starting where the whole video's does relative to its first frame: 0.03 s before it (LTX-2's causal audio
+    positions) less the rounding of the window's first audio latent (at most half a latent, 0.02 s)."""
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    prepare = LTXAVModel._prepare_positional_embeddings
+    calls = []
+
+    def recording(self, pixel_coords, frame_rate, x_dtype):
+        video, audio = pixel_coords
+        calls.append((video[0, 0, 0].cpu() / frame_rate, audio[0, 0, 0].cpu()))  # the first token's [start, end] in seconds
+        return prepare(self, pixel_coords, frame_rate, x_dtype)
+
+    monkeypatch.setattr(LTXAVModel, "_prepare_positional_embeddings", recording)
+    fps = 24
+    run(comfy_inprocess, ltx2_prompt(sampler, fps))
+    starts_video = later = 0
+    for video, audio in calls:
+        video_span, audio_span = (video[1] - video[0]).item() * fps, (audio[1] - audio[0]).item()
+        if abs(video_span - 1) < 1e-4:
+            starts_video += 1
+            assert abs(audio_span - 0.01) < 1e-6 and video[0].item() == audio[0].item() == 0.0
+        else:
+            later += 1
+            assert abs(video_span - 8) < 1e-4 and abs(audio_span - 0.04) < 1e-6
+            assert -0.05 - 1e-6 <= (audio[0] - video[0]).item() <= -0.01 + 1e-6
+    print(f"{sampler}: {starts_video} calls on windows that start the video, {later} on later windows")
+    assert starts_video > 0 and later > 0

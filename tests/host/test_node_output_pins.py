@@ -76,7 +76,7 @@ def without_video_decoding(prompt: dict) -> None:
     ComfyUI 0.33 decodes the same mp4 to slightly different pixels in different processes
     (up to 5/255 here), so a clip read by Load Video cannot be part of a bit-exact pin.
     """
-    for node_id, node in prompt.items():
+    for node in prompt.values():
         if node["class_type"] == "LoadVideo":
             node.update(class_type="LoadImage", inputs={"image": GUIDE_IMAGE})
         elif node["class_type"] == "GetVideoComponents":
