@@ -17,9 +17,13 @@ import comfy.utils
 import folder_paths
 import torch
 from comfy.cli_args import args
+from comfy.ldm.minimax.audio_vae import MiniMaxH3AudioVAE
+from comfy.ldm.minimax.model import FRAME_PER_TOKEN
+from comfy.ldm.minimax.vae import MiniMaxH3VideoVAE
+from comfy.taesd.taehv import TAEHV, MemBlock, TGrow
 from comfy_api.latest import InputImpl, io, ui
 
-from ..samplers.chunk_stitching import decode_in_tiles, temporal_tiles, tiles_from
+from ..samplers.chunk_stitching import decode_in_tiles, group_frames_decode, group_tiles_from, temporal_tiles, tiles_from
 from .adapter import RUN_KEY
 from .input_checks import check_filename_prefix, check_finite_number, check_finite_tensor, latent_samples
 from .schema import CATEGORY
@@ -31,17 +35,56 @@ VP9_MAX_CRF = 63
 ENCODING_TAG = "longvideo_encoding"
 
 
+# MiniMax H3's video VAEs code time in groups of 5 latent frames, 17 frames (1, 4, 4, 4, 4), from the
+# video's first; a decode gives a group's frames only with the next group's first 2 latent frames (the
+# H3 VAE's chunks of 5 + 2 tokens; the tiny taeh3 drops the last 3 latent frames' frames), so videos are
+# 5 n + 2 latent frames, 17 n + 5 frames (EmptyMiniMaxH3LatentAV's grid)
+H3_GROUP = len(FRAME_PER_TOKEN)
+H3_GROUP_FRAMES = sum(FRAME_PER_TOKEN)
+H3_TAIL = 2
+
+
+def _memblock_reach(decoder) -> float:
+    """Latent frames before a frame that a TAEHV decoder looks at (an upper bound): each MemBlock sees its
+    input's previous step, at the time rate where it runs; each TGrow maps a step to the start of its parent."""
+    rate, reach = 1, 0.0
+    for block in decoder:
+        if isinstance(block, TGrow):
+            reach += (block.stride - 1) / (rate * block.stride)
+            rate *= block.stride
+        elif isinstance(block, MemBlock):
+            reach += 1 / rate
+    return reach
+
+
+def h3_context_groups(model) -> int | None:
+    """Groups before a group that MiniMax H3's video VAE (``vae.first_stage_model``) looks at when it decodes it; None for other VAEs.
+
+    The H3 VAE decodes chunks of a group and the next 2 latent frames, non-causally, and blends each
+    chunk's first frames with the previous chunk's last; the taeh3 decoder is causal, with a
+    receptive field of some latent frames (_memblock_reach).
+    """
+    if isinstance(model, MiniMaxH3VideoVAE):
+        return 1 if model.token_overlap else 0
+    if isinstance(model, TAEHV) and model.is_h3:
+        # + 1: the frame the earliest step falls in
+        return math.ceil((_memblock_reach(model.decoder) + 1) / H3_GROUP)
+    return None
+
+
 def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int, first_frame: int = 0) -> Iterator[torch.Tensor]:
     """IMAGE frames ``[frames, height, width, channels]`` of the decoded latent, a block at a time, from ``first_frame`` on.
 
     Video latents ``[batch, channels, frames, height, width]`` are decoded in overlapping temporal
     tiles (decode_in_tiles); the videos of a batch follow one another, as VAE Decode lays them out.
-    Latents of image models (frames as batch rows) decode frame by frame, ``tile`` rows at a time.
-    Tiles that only make frames before ``first_frame`` are not decoded. The latent must suit the
-    VAE (check_latent_for_vae).
+    MiniMax H3's in tiles of ``tile // 5`` whole groups with the groups before them that its VAE
+    looks at (group_frames_decode). Latents of image models (frames as batch rows) decode frame by
+    frame, ``tile`` rows at a time. Tiles that only make frames before ``first_frame`` are not
+    decoded. The latent must suit the VAE (check_latent_for_vae).
     """
     compression = vae.temporal_compression_decode()
-    progress = comfy.utils.ProgressBar(_tile_count(samples, tile, overlap, compression, first_frame))
+    context = h3_context_groups(vae.first_stage_model)
+    progress = comfy.utils.ProgressBar(_tile_count(samples, tile, overlap, vae, first_frame))
 
     def decode(latent):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -53,11 +96,21 @@ def decoded_frames(vae, samples: torch.Tensor, tile: int, overlap: int, first_fr
         for start, end in temporal_tiles(samples.shape[0] - first_frame, tile, 0):
             yield decode(samples[first_frame + start : first_frame + end])
         return
-    frames_per_video = compression * (samples.shape[2] - 1) + 1
+    frames_per_video = decoded_length(samples[:1], vae)
     for index, video in enumerate(samples):
         skip = first_frame - index * frames_per_video
-        if skip < frames_per_video:
+        if skip >= frames_per_video:
+            continue
+        if context is None:
             yield from decode_in_tiles(lambda latent: decode(latent)[0], video, tile, overlap, compression, max(0, skip))
+        else:
+            yield from group_frames_decode(
+                lambda latent: decode(latent)[0], video, H3_GROUP, H3_GROUP_FRAMES, H3_TAIL, context, _h3_tile_groups(tile), max(0, skip)
+            )
+
+
+def _h3_tile_groups(tile: int) -> int:
+    return max(1, tile // H3_GROUP)
 
 
 def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
@@ -77,7 +130,15 @@ def check_latent_for_vae(samples: torch.Tensor, vae, tile_overlap: int) -> None:
         raise ValueError(
             f"The latent has {samples.shape[1]} channels, but this VAE decodes {channels}-channel latents: connect the VAE of the model that made the latent."
         )
-    if compression is not None and compression > 1 and tile_overlap < 1:
+    if h3_context_groups(vae.first_stage_model) is not None:
+        length = samples.shape[2]
+        if length != 1 and (length - H3_TAIL) % H3_GROUP:
+            shorter = max(H3_TAIL, length - (length - H3_TAIL) % H3_GROUP)
+            raise ValueError(
+                f"The latent has {length} latent frames, but MiniMax H3's video VAE decodes 1 or 5 n + 2 (17 n + 5 frames), the lengths "
+                f"EmptyMiniMaxH3LatentAV makes: set the sampler's length to {shorter} or {shorter + H3_GROUP}."
+            )
+    elif compression is not None and compression > 1 and tile_overlap < 1:
         raise ValueError(
             f"tile_overlap is 0, but with {compression}x temporal compression tiles must share at least one latent frame: set tile_overlap to 1 or more."
         )
@@ -102,21 +163,36 @@ def video_and_sound(latent: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     return video, parts[1]
 
 
-def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, audio_vae, fps: float, compression) -> None:
-    """An audio-video LATENT needs the LTX-2 audio VAE, and the audio VAE a LATENT with sound of the video's length."""
+def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, audio_vae, fps: float, vae) -> None:
+    """An audio-video LATENT needs its model's audio VAE (LTX-2's or MiniMax H3's), and the audio VAE a LATENT with sound of the video's length."""
     if sound is not None and audio_vae is None:
         raise ValueError(
-            "The LATENT carries sound (LTX-2 audio and video), but no audio_vae is connected: connect the Audio VAE "
-            "(Load LTXV Audio VAE) to audio_vae to write the sound track, or pass only the video (LTXV Separate AV Latent)."
+            "The LATENT carries sound (LTX-2 or MiniMax H3 audio and video), but no audio_vae is connected: connect the "
+            "Audio VAE (LTX-2: Load LTXV Audio VAE; MiniMax H3: Load VAE with its audio VAE) to audio_vae to write the sound "
+            "track, or pass only the video (LTXV Separate AV Latent)."
         )
     if audio_vae is None:
         return
     if sound is None:
         raise ValueError(
-            "audio_vae is connected, but the LATENT has no sound: connect LTX-2's audio-video LATENT (from the sampler, "
+            "audio_vae is connected, but the LATENT has no sound: connect an audio-video LATENT (from the sampler, "
             "or LTXV Concat AV Latent), or disconnect audio_vae to write the video alone."
         )
     model = getattr(audio_vae, "first_stage_model", None)
+    h3_video = h3_context_groups(vae.first_stage_model) is not None
+    if isinstance(model, MiniMaxH3AudioVAE) and not h3_video:
+        raise ValueError(
+            "The audio_vae is MiniMax H3's audio VAE, but the vae is not MiniMax H3's video VAE: connect the video VAE and "
+            "the audio VAE of the model that made the LATENT."
+        )
+    if h3_video and not isinstance(model, MiniMaxH3AudioVAE):
+        raise ValueError(
+            "The vae is MiniMax H3's video VAE, but the audio_vae is not MiniMax H3's audio VAE: load "
+            "minimax_h3_audio_vae_fp32.safetensors with Load VAE and connect it to audio_vae."
+        )
+    if h3_video:
+        _check_h3_sound(video, sound, audio_vae, fps, vae)
+        return
     if not hasattr(model, "vocoder") or not hasattr(model, "num_of_latents_from_frames"):
         raise ValueError("The audio_vae input is not LTX-2's audio VAE: load it with Load LTXV Audio VAE.")
     if not model.autoencoder.is_causal:
@@ -128,7 +204,7 @@ def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, a
             f"[{expected[0]}, {expected[1]}, audio frames, {expected[2]}]: connect the audio VAE of the model that made the LATENT."
         )
     check_finite_tensor(sound, "the LATENT's sound", "it would decode to noise; check the sampler or node that made it.")
-    frames = decoded_length(video[:1], compression)
+    frames = decoded_length(video[:1], vae)
     paired = model.num_of_latents_from_frames(frames, fps)
     if sound.shape[2] != paired:
         rate = model.latents_per_second
@@ -137,6 +213,26 @@ def check_sound_for_audio_vae(video: torch.Tensor, sound: torch.Tensor | None, a
             f"{frames / fps:.2f} s at {fps:g} fps, which LTX-2 pairs with {paired} audio latent frames. Set fps to the frame rate the "
             f"LATENT was made for (LTXV Empty Latent Audio's frame_rate, here about {frames * rate / sound.shape[2]:.2f}), or give "
             f"a video and sound of the same length."
+        )
+
+
+def _check_h3_sound(video: torch.Tensor, sound: torch.Tensor, audio_vae, fps: float, vae) -> None:
+    """MiniMax H3's sound: ``[videos, 32, 2 (stereo), audio latent frames]``, ``round(seconds x 40)`` audio latent frames for the video."""
+    expected = (video.shape[0], audio_vae.latent_channels, audio_vae.output_channels)
+    if sound.ndim != 4 or tuple(sound.shape[:3]) != expected or sound.shape[3] == 0:
+        raise ValueError(
+            f"The LATENT's sound has shape {tuple(sound.shape)}; with MiniMax H3's audio VAE and {video.shape[0]} video(s) it must be "
+            f"[{expected[0]}, {expected[1]}, {expected[2]}, audio frames]: connect the audio VAE of the model that made the LATENT."
+        )
+    check_finite_tensor(sound, "the LATENT's sound", "it would decode to noise; check the sampler or node that made it.")
+    frames = decoded_length(video[:1], vae)
+    rate = audio_vae.first_stage_model.latents_per_second
+    paired = round(frames / fps * rate)
+    if sound.shape[3] != paired:
+        raise ValueError(
+            f"The sound is {sound.shape[3]} audio latent frames ({sound.shape[3] / rate:.2f} s), but the video is {frames} frames, "
+            f"{frames / fps:.2f} s at {fps:g} fps, which MiniMax H3 pairs with {paired} audio latent frames. Set fps to 24, MiniMax "
+            f"H3's frame rate, or give a video and sound of the same length (EmptyMiniMaxH3LatentAV makes them)."
         )
 
 
@@ -166,7 +262,7 @@ def _causal_decoder_reach(decoder) -> int:
 def _activation_reach(activation) -> int:
     """Samples either side that an anti-aliased activation (upsample, act, low-pass downsample) looks at."""
     up, down = activation.upsample, activation.downsample
-    return math.ceil(up.kernel_size / up.ratio) + up.pad + math.ceil(down.lowpass.kernel_size / down.ratio)
+    return math.ceil(up.filter.shape[-1] / up.ratio) + up.pad + math.ceil(down.lowpass.filter.shape[-1] / down.ratio)
 
 
 def _block_reach(block) -> int:
@@ -176,14 +272,17 @@ def _block_reach(block) -> int:
 
 
 def _vocoder_reach(vocoder) -> tuple[float, int]:
-    """(Mel frames either side of a sample that a HiFi-GAN / BigVGAN vocoder looks at, an upper bound; samples per mel frame)."""
+    """(Input frames (mel frames, H3's audio latent frames) either side of a sample that a HiFi-GAN / BigVGAN vocoder
+    looks at, an upper bound; samples per input frame). LTX-2's and MiniMax H3's vocoders name their parts differently."""
     rate, reach = 1, vocoder.conv_pre.padding[0]
     per_stage = len(vocoder.resblocks) // len(vocoder.ups)
     for index, up in enumerate(vocoder.ups):
+        (up,) = up if isinstance(up, torch.nn.ModuleList) else (up,)
         reach += math.ceil(up.kernel_size[0] / up.stride[0]) / rate
         rate *= up.stride[0]
         reach += max(_block_reach(block) for block in vocoder.resblocks[index * per_stage : (index + 1) * per_stage]) / rate
-    return reach + (_block_reach(vocoder.act_post) + vocoder.conv_post.padding[0]) / rate, rate
+    post = vocoder.act_post if hasattr(vocoder, "act_post") else vocoder.activation_post
+    return reach + (_block_reach(post) + vocoder.conv_post.padding[0]) / rate, rate
 
 
 def audio_decode_context(model) -> tuple[int, int, int, int]:
@@ -228,10 +327,12 @@ class SoundTrack:
         self.rate = int(audio_vae.audio_sample_rate_output)
         self.channels = audio_vae.first_stage_model.autoencoder.decoder.out_ch
         self.before, self.after, self.step, self.per_mel = audio_decode_context(model)
-        self.frames_per_video, self.fps = frames_per_video, fps
-        self.samples_per_video = round(frames_per_video * self.rate / fps)
         # pieces of at least this many samples, so that decoding the context at most doubles the work
-        self.min_piece = (self.before + self.after) * MELS_PER_AUDIO_LATENT * self.per_mel
+        self._follow_video(frames_per_video, fps, (self.before + self.after) * MELS_PER_AUDIO_LATENT * self.per_mel)
+
+    def _follow_video(self, frames_per_video: int, fps: float, min_piece: int) -> None:
+        self.frames_per_video, self.fps, self.min_piece = frames_per_video, fps, min_piece
+        self.samples_per_video = round(frames_per_video * self.rate / fps)
         self.written = 0
 
     def _position(self, frames: int) -> int:
@@ -271,19 +372,83 @@ class SoundTrack:
         return piece
 
 
-def decoded_length(samples: torch.Tensor, compression) -> int:
+class H3SoundTrack(SoundTrack):
+    """The sound of a MiniMax H3 audio-video LATENT as a waveform, decoded a piece at a time in step with the video.
+
+    H3's audio decoder (a 1x1 projection and a BigVGAN vocoder, 800 samples per audio latent frame)
+    looks at a bounded number of audio latent frames on either side (_vocoder_reach), so a piece
+    decoded with that context gives the samples of a decode of the whole latent. VAE Decode Audio
+    then divides each waveform by 5 x its standard deviation where that is above 1, which needs the
+    whole waveform: each video's sound is decoded twice, a piece at a time, once to sum its samples
+    and their squares and once to write it. Each video's sound is cut or padded with silence to the
+    video's length, as SoundTrack does. Memory is that of one piece, whatever the length.
+    """
+
+    def __init__(self, audio_vae, sound: torch.Tensor, frames_per_video: int, fps: float):
+        self.vae, self.sound = audio_vae, sound
+        self.rate, self.channels = int(audio_vae.audio_sample_rate), audio_vae.output_channels
+        reach, self.per_latent = _vocoder_reach(audio_vae.first_stage_model.decoder)
+        self.context = math.ceil(reach) + 1
+        self._follow_video(frames_per_video, fps, 2 * self.context * self.per_latent)
+        self.scales: dict[int, float] = {}
+
+    def _decode(self, latent: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """Samples ``[channels, samples]`` of audio latent frames ``first`` to ``last``, decoded with their context."""
+        low, high = max(0, first - self.context), min(latent.shape[3], last + self.context)
+        waveform = self.vae.decode(latent[..., low:high])[0].movedim(-1, 0)
+        return waveform[:, (first - low) * self.per_latent : (last - low) * self.per_latent]
+
+    def _scale(self, video: int) -> float:
+        """What VAE Decode Audio divides this video's waveform by: 5 x its standard deviation, at least 1."""
+        if video not in self.scales:
+            latent = self.sound[video : video + 1]
+            frames, step = latent.shape[3], 2 * self.context
+            total = squares = torch.zeros((), dtype=torch.float64)
+            for first in range(0, frames, step):
+                comfy.model_management.throw_exception_if_processing_interrupted()
+                samples = self._decode(latent, first, min(frames, first + step)).double()
+                total, squares = total + samples.sum(), squares + samples.square().sum()
+            count = frames * self.per_latent * self.channels
+            deviation = math.sqrt(max(0.0, (squares - total * total / count).item() / (count - 1)))
+            self.scales[video] = max(1.0, 5.0 * deviation)
+        return self.scales[video]
+
+    def _piece(self, video: int, start: int, end: int) -> torch.Tensor:
+        """Samples ``start`` to ``end`` of one video's sound, silence past the decoded waveform."""
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        latent = self.sound[video : video + 1]
+        piece = torch.zeros(self.channels, end - start, dtype=self.sound.dtype)
+        first = start // self.per_latent
+        if first < latent.shape[3]:
+            waveform = self._decode(latent, first, min(latent.shape[3], -(-end // self.per_latent)))
+            kept = waveform[:, start - first * self.per_latent : end - first * self.per_latent]
+            piece[:, : kept.shape[1]] = kept / self._scale(video)
+        return piece
+
+
+def decoded_length(samples: torch.Tensor, vae) -> int:
     """Frames the decode of the latent gives: every video of the batch, or every row of an image latent."""
     if samples.ndim == 4:
         return samples.shape[0]
-    return samples.shape[0] * (compression * (samples.shape[2] - 1) + 1)
+    length = samples.shape[2]
+    if h3_context_groups(vae.first_stage_model) is not None:
+        # 5 n + 2 latent frames (check_latent_for_vae), or 1
+        return samples.shape[0] * (1 if length == 1 else H3_GROUP_FRAMES * (length // H3_GROUP) + sum(FRAME_PER_TOKEN[:H3_TAIL]))
+    return samples.shape[0] * (vae.temporal_compression_decode() * (length - 1) + 1)
 
 
-def _tile_count(samples, tile, overlap, compression, first_frame) -> int:
+def _tile_count(samples, tile, overlap, vae, first_frame) -> int:
     if samples.ndim == 4:
         return len(temporal_tiles(max(0, samples.shape[0] - first_frame), tile, 0)) if first_frame < samples.shape[0] else 0
-    frames_per_video = compression * (samples.shape[2] - 1) + 1
+    frames_per_video = decoded_length(samples[:1], vae)
+
+    def tiles(skip):
+        if h3_context_groups(vae.first_stage_model) is None:
+            return tiles_from(samples.shape[2], tile, overlap, vae.temporal_compression_decode(), skip)
+        return group_tiles_from(samples.shape[2], H3_GROUP, H3_GROUP_FRAMES, H3_TAIL, _h3_tile_groups(tile), skip)
+
     return sum(
-        len(tiles_from(samples.shape[2], tile, overlap, compression, max(0, first_frame - index * frames_per_video)))
+        len(tiles(max(0, first_frame - index * frames_per_video)))
         for index in range(samples.shape[0])
         if first_frame - index * frames_per_video < frames_per_video
     )
@@ -298,8 +463,9 @@ class DecodeToVideoFile(io.ComfyNode):
             category=CATEGORY,
             description="Decodes a video latent in overlapping temporal tiles with the VAE and writes the frames to an mp4 or "
             "webm file in the output folder as they are decoded, so memory does not grow with the length. The tile seams "
-            "are crossfaded. With LTX-2's audio VAE, an audio-video LATENT's sound is decoded piece by piece alongside and written "
-            "as the file's sound track, seamlessly. If the run is cancelled or fails, the frames written so far stay a playable video.",
+            "are crossfaded; MiniMax H3's are cut at its 17-frame groups, each decoded with the groups before it that its VAE looks at, "
+            "so the frames are VAE Decode's. With LTX-2's or MiniMax H3's audio VAE, an audio-video LATENT's sound is decoded piece by "
+            "piece alongside and written as the file's sound track, seamlessly. If the run is cancelled or fails, the frames written so far stay a playable video.",
             inputs=[
                 io.Latent.Input(
                     "samples", tooltip="The latent video to decode, e.g. from the Diagonal Queue Sampler, the Progressive AR Sampler or the Chunk Stitcher."
@@ -324,14 +490,14 @@ class DecodeToVideoFile(io.ComfyNode):
                     default=16,
                     min=1,
                     max=4096,
-                    tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames). Lower it if the VAE runs out of memory.",
+                    tooltip="Latent frames decoded at a time (Wan: 16 latent frames = 61 frames; MiniMax H3: whole groups of 5 latent frames = 17 frames, each tile decoded with the groups before it that its VAE looks at). Lower it if the VAE runs out of memory.",
                 ),
                 io.Int.Input(
                     "tile_overlap",
                     default=2,
                     min=0,
                     max=2048,
-                    tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames.",
+                    tooltip="Latent frames that neighbouring tiles share and crossfade, so tile seams do not show. At least 1 for video VAEs; at most half of tile_frames. MiniMax H3 does not use it: its tiles share what its VAE needs and join without a crossfade.",
                 ),
                 io.Boolean.Input(
                     "continue_video",
@@ -342,7 +508,7 @@ class DecodeToVideoFile(io.ComfyNode):
                 io.Vae.Input(
                     "audio_vae",
                     optional=True,
-                    tooltip="LTX-2's audio VAE (Load LTXV Audio VAE), for an audio-video LATENT: its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length. Leave empty for a video-only LATENT.",
+                    tooltip="The audio VAE of an audio-video LATENT: LTX-2's (Load LTXV Audio VAE) or MiniMax H3's (Load VAE). Its sound is decoded piece by piece with the video and written as the file's sound track (AAC in mp4, Opus in webm), seamlessly, with memory that does not grow with the length; MiniMax H3's as VAE Decode Audio gives it, loudness normalisation included (its sound is decoded twice for that). Leave empty for a video-only LATENT.",
                 ),
             ],
             outputs=[io.Video.Output(tooltip="The written file as a VIDEO: Save Video copies it elsewhere, Get Video Components reads it back.")],
@@ -361,7 +527,7 @@ class DecodeToVideoFile(io.ComfyNode):
         latent, sound = video_and_sound(samples)
         check_latent_for_vae(latent, vae, tile_overlap)
         check_finite_tensor(latent, "the latent to decode", "its frames would decode to black; check the sampler or node that made it.")
-        check_sound_for_audio_vae(latent, sound, audio_vae, fps, vae.temporal_compression_decode())
+        check_sound_for_audio_vae(latent, sound, audio_vae, fps, vae)
         compression = vae.spacial_compression_decode()
         full_output_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), latent.shape[-1] * compression, latent.shape[-2] * compression
@@ -372,7 +538,7 @@ class DecodeToVideoFile(io.ComfyNode):
         file = os.path.basename(earlier) if earlier else f"{filename}_{counter:05}_.{format}"
         path = os.path.join(full_output_folder, file)
         done = count_frames(path) if earlier else 0
-        total = decoded_length(latent, vae.temporal_compression_decode())
+        total = decoded_length(latent, vae)
         if done < total:
             if done and sound is not None:
                 # the continuation's sound would start with its encoder's priming samples: an audible gap at the join
@@ -386,7 +552,10 @@ class DecodeToVideoFile(io.ComfyNode):
             if run is not None:
                 metadata = {**(metadata or {}), RUN_KEY: run, ENCODING_TAG: encoding}
             written = f"{path}.continued.{format}" if done else path
-            track = SoundTrack(audio_vae, sound, total // latent.shape[0], fps) if sound is not None else None
+            track = None
+            if sound is not None:
+                kind = H3SoundTrack if isinstance(audio_vae.first_stage_model, MiniMaxH3AudioVAE) else SoundTrack
+                track = kind(audio_vae, sound, total // latent.shape[0], fps)
             writer = VideoFileWriter(written, fps, format, crf, metadata, *((track.rate, track.channels) if track else ()))
             try:
                 with writer:

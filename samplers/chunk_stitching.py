@@ -8,7 +8,9 @@ n chunks of lengths l_i give exactly sum(l_i) - overlap x (n - 1) frames.
 
 The same joining puts temporal decode tiles back together: a tile of n latent frames decodes to
 c x (n - 1) + 1 frames for a VAE with temporal compression c (Wan 4, LTX-Video 8), so tiles that
-share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap).
+share k latent frames share c x (k - 1) + 1 decoded frames (decoded_overlap). VAEs that code time
+in groups (MiniMax H3) are decoded in tiles of whole groups that are cut, not crossfaded
+(group_frames_decode).
 """
 
 from __future__ import annotations
@@ -155,6 +157,40 @@ def decode_in_tiles(decode, latent: torch.Tensor, tile: int, overlap: int, tempo
         if skip < len(block):
             yield block[max(0, skip) :]
         skip -= len(block)
+
+
+def group_tiles_from(length: int, group: int, group_frames: int, tail: int, tile_groups: int, first_frame: int = 0) -> list[tuple[int, int]]:
+    """[start, end) in groups of the tiles of a latent video of ``length`` latent frames coded in groups
+    (group_frames_decode), from the one that holds decoded frame ``first_frame`` on. The last tile also
+    holds the latent frames after the last whole group."""
+    groups = max(0, (length - tail) // group)
+    tiles = [(start, min(start + tile_groups, groups)) for start in range(0, groups, tile_groups)] or [(0, 0)]
+    return [(start, end) for index, (start, end) in enumerate(tiles) if index == len(tiles) - 1 or end * group_frames > first_frame]
+
+
+def group_frames_decode(
+    decode, latent: torch.Tensor, group: int, group_frames: int, tail: int, context: int, tile_groups: int, first_frame: int = 0
+) -> Iterator[torch.Tensor]:
+    """Decoded frames of one latent video ``[channels, frames, height, width]`` whose VAE codes time in groups, a block at a time.
+
+    Every ``group`` latent frames, counted from the video's first, decode to ``group_frames`` frames of
+    their own; a decode of groups needs ``tail`` latent frames after them to give their last frames
+    (MiniMax H3: groups of 5 latent frames, 17 frames, and 2 latent frames after; 5 n + 2 latent frames
+    are 17 n + 5 frames). ``decode`` maps a latent ``[1, channels, n, height, width]`` to frames
+    ``[frames, ...]``. Tiles of ``tile_groups`` whole groups are decoded each with the ``context`` groups
+    before it, and only the tile's own frames are kept, cut, not crossfaded: with the context the
+    decoder looks at, they are the frames of a decode of the whole latent. The last tile also gives
+    the frames after its groups, as the whole decode ends. From ``first_frame`` on only.
+    """
+    tiles = group_tiles_from(latent.shape[1], group, group_frames, tail, tile_groups, first_frame)
+    for index, (start, end) in enumerate(tiles):
+        last = index == len(tiles) - 1
+        low = max(0, start - context)
+        frames = decode(latent[None, :, low * group : latent.shape[1] if last else end * group + tail])
+        frames = frames[(start - low) * group_frames : None if last else (end - low) * group_frames]
+        skip = max(0, first_frame - start * group_frames)
+        if skip < len(frames):
+            yield frames[skip:]
 
 
 def _lab(images: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,7 @@ EXPECTED_FRAMES = {
     "pavdm_ltx2_extend": 33,
     "fifo_ltx2_t2v_to_file": 33,
     "pavdm_minimax_h3_extend": 22,  # H3_LENGTH latent frames: 1 + 4 + 4 + 4 + 4, 1 + 4
+    "fifo_minimax_h3_to_file": 22,
 }
 # MiniMax H3's videos are 5 n + 2 latent frames (5 + 17 n frames), the lengths its VAE decodes whole
 H3_LENGTH = 7
@@ -230,7 +231,7 @@ def test_template_browser_lists_every_editor_workflow(workflow_server):
             assert json.load(answer) == load(UI_WORKFLOWS, name)
 
 
-@pytest.mark.parametrize("name", ["pavdm_ltx2_extend", "fifo_ltx2_t2v_to_file", "pavdm_minimax_h3_extend"])
+@pytest.mark.parametrize("name", ["pavdm_ltx2_extend", "fifo_ltx2_t2v_to_file", "pavdm_minimax_h3_extend", "fifo_minimax_h3_to_file"])
 def test_sound_workflows_save_the_sound_with_the_video(workflow_server, tiny_model_names, name):
     import av
 

@@ -13,6 +13,7 @@ from samplers.chunk_stitching import (
     crossfade_weights,
     decode_in_tiles,
     decoded_overlap,
+    group_frames_decode,
     join,
     stream_join,
     temporal_tiles,
@@ -234,3 +235,37 @@ def test_anchoring_keeps_extra_channels_and_the_value_range():
     assert anchored.shape == rgba.shape
     assert (anchored[..., 3] == 0.7).all()
     assert anchored.min() >= 0 and anchored.max() <= 1
+
+
+def grouped_decode(reach: int):
+    """A decoder that codes time in groups of 5 latent frames (1, 4, 4, 4, 4 frames, from the decode's first
+    frame), as MiniMax H3's VAEs do, and looks back ``reach`` latent frames (a causal sum); latent
+    ``[1, channels, n, h, w]`` -> frames ``[frames, h, w, channels]``."""
+
+    def decode(latent):
+        frames = latent[0].movedim(1, 0)
+        mixed = sum(torch.cat([torch.zeros_like(frames[:k]), frames[: max(0, len(frames) - k)]])[: len(frames)] * 0.5**k for k in range(reach + 1))
+        groups = torch.tensor([1 if k % 5 == 0 else 4 for k in range(len(frames))])
+        within = torch.cat([torch.arange(n) for n in groups.tolist()]).view(-1, 1, 1, 1)
+        return (mixed.repeat_interleave(groups, dim=0) + within).movedim(1, -1)
+
+    return decode
+
+
+@pytest.mark.parametrize("latent_frames", [1, 2, 7, 12, 27])
+@pytest.mark.parametrize("tile_groups", [1, 2, 4])
+@pytest.mark.parametrize("first_frame", [0, 1, 17, 30])
+def test_tiles_of_whole_groups_with_the_context_the_decoder_looks_at_give_its_whole_decode(latent_frames, tile_groups, first_frame):
+    decode = grouped_decode(reach=7)
+    latent = torch.randn(3, latent_frames, 2, 2, generator=torch.Generator().manual_seed(latent_frames))
+    full = decode(latent[None])
+    tiles = list(group_frames_decode(decode, latent, 5, 17, 2, 2, tile_groups, first_frame))
+    ours = torch.cat(tiles) if tiles else full[:0]
+    torch.testing.assert_close(ours, full[first_frame:], rtol=0, atol=1e-6)
+
+
+def test_tiles_with_less_context_than_the_decoder_looks_at_differ_from_its_whole_decode():
+    decode = grouped_decode(reach=7)
+    latent = torch.randn(3, 27, 2, 2, generator=torch.Generator().manual_seed(0))
+    ours = torch.cat(list(group_frames_decode(decode, latent, 5, 17, 2, 1, 1)))
+    assert (ours - decode(latent[None])).abs().max() > 1e-3
