@@ -376,7 +376,7 @@ def test_sound_of_another_length_than_the_video_is_refused(comfy_inprocess, tiny
 
 def test_a_part_way_video_with_sound_is_not_continued(comfy_inprocess, tiny_model_names, loud_checkpoint):
     prompt, _ = checkpointed(tiny_model_names, "diagonal_queue", every_frames=4)
-    decode = stream_to_file(prompt, filename_prefix="longvideo/continued_sound", tile_frames=4, tile_overlap=1)
+    decode = stream_to_file(prompt, filename_prefix="longvideo/sound_continued", tile_frames=4, tile_overlap=1)
     frames = 4 * (10 - 1) + 1
     with_sound(prompt, decode, tiny_model_names, frames, tone=False)
     vae = prompt[decode]["inputs"]["vae"]
@@ -385,7 +385,7 @@ def test_a_part_way_video_with_sound_is_not_continued(comfy_inprocess, tiny_mode
     comfy_inprocess.clear_cache()
     with pytest.raises(AssertionError, match="test VAE failure"):
         comfy_inprocess.run_prompt(prompt)
-    [partial] = (comfy_inprocess.output_dir / "longvideo").glob("continued_sound_*.mp4")
+    [partial] = (comfy_inprocess.output_dir / "longvideo").glob("sound_continued_*.mp4")
     stopped_at = read_video(partial)[0]
     assert 0 < stopped_at < frames
     prompt[decode]["inputs"]["vae"] = vae
