@@ -14,7 +14,7 @@ import pytest
 from hostile_inputs import Runner, ending_in_a_preview
 from input_media import write_workflow_inputs
 from open_clip_files import HF_TEXT_TOWER_FILE, add_clip_vision_folder, write_open_clip_files
-from tiny_workflows import TEST_STITCH, WORKFLOWS, tiny_workflow
+from tiny_workflows import TEST_STITCH, WORKFLOWS, tiny_length, tiny_workflow
 
 NETWORK_EVENTS = frozenset(
     {
@@ -75,7 +75,7 @@ def test_a_shipped_workflow_runs_without_the_network(comfy_inprocess, tiny_model
     write_workflow_inputs(comfy_inprocess.base_dir / "input", chunk_frames=STITCHED_CHUNK_FRAMES)
     runner = Runner(comfy_inprocess)
     with network_refused.refusing() as attempts:
-        outcome = runner.run(ending_in_a_preview(tiny_workflow(name, tiny_model_names, length=5)))
+        outcome = runner.run(ending_in_a_preview(tiny_workflow(name, tiny_model_names, length=tiny_length(name))))
     assert outcome.succeeded, outcome.describe()
     assert attempts == []
 

@@ -9,7 +9,7 @@ import pytest
 from comfy_host import PACK_DIR_NAME, PACK_ROOT
 from input_media import write_workflow_inputs
 from saved_videos import read_video
-from tiny_workflows import TEST_STITCH, link_official_model_names, tiny_workflow
+from tiny_workflows import TEST_STITCH, link_official_model_names, tiny_length, tiny_workflow
 
 API_WORKFLOWS = PACK_ROOT / "workflows" / "api"
 UI_WORKFLOWS = PACK_ROOT / "example_workflows"
@@ -53,12 +53,6 @@ EXPECTED_FRAMES = {
     "pavdm_minimax_h3_extend": 22,  # H3_LENGTH latent frames: 1 + 4 + 4 + 4 + 4, 1 + 4
     "fifo_minimax_h3_to_file": 22,
 }
-# MiniMax H3's videos are 5 n + 2 latent frames (5 + 17 n frames), the lengths its VAE decodes whole
-H3_LENGTH = 7
-
-
-def tiny_length(name: str) -> int:
-    return H3_LENGTH if "minimax_h3" in name else 5
 
 
 def load(folder, name):

@@ -59,6 +59,15 @@ def load_api_workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
 
 
+# MiniMax H3's videos are 5 n + 2 latent frames (5 + 17 n frames), the lengths its VAE decodes whole
+H3_LENGTH = 7
+
+
+def tiny_length(name: str) -> int:
+    """The sampler length (latent frames) a shipped workflow runs at on the tiny models."""
+    return H3_LENGTH if "minimax_h3" in name else 5
+
+
 def tiny_workflow(name: str, names: dict, *, length=10, window=4, partitions=2, chunk_size=2, window_chunks=2, wan22_5b=False, wan21=False) -> dict:
     """The workflow with tiny model files, fake text conditioning and test sizes.
 
