@@ -87,13 +87,19 @@ class FramePacking:
         padding = video.new_zeros(batch, 1, frames, 1, self.frame_elements)
         return self.repack(video, list(units.split(1)), indices, padding)
 
+    def video(self, packed: torch.Tensor) -> torch.Tensor:
+        """The video latent frames ``[N, C, F, H, W]`` of packed frames ``[N, 1, F, 1, D]``: every slot starts with its video frame."""
+        rows, length = packed.shape[0], packed.shape[2]
+        slots = packed.reshape(rows, length, self.frame_elements)
+        return slots[..., : self.video_elements].reshape(rows, length, *self.video_frame).movedim(1, 2)
+
     def unpack(self, packed: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Rows ``packed [N, 1, F, 1, D]`` whose frames are output frames ``frames [N, F]``: the video
         ``[N, C, F, H, W]`` and, per row, its frames' units in frame order ``[1, ..., T_n, ...]`` (rows at
         different places in the video can own different numbers of units)."""
         rows, length = packed.shape[0], packed.shape[2]
         slots = packed.reshape(rows, length, self.frame_elements)
-        video = slots[..., : self.video_elements].reshape(rows, length, *self.video_frame).movedim(1, 2)
+        video = self.video(packed)
         units = slots[..., self.video_elements :].reshape(rows, length, self.stream.max_units, self.stream.unit_elements)
         owned = self._owned(frames).to(packed.device)
         return video, [self._stream_layout(units[n][owned[n]]) for n in range(rows)]

@@ -26,7 +26,7 @@ from ..progress import FrameProgress
 from .denoiser import ExpertLoader, PromptScheduleGuider, run_with_framewise_denoisers
 from .families import FRAMES_AS_BATCH, host_layout, model_family, noise_space, to_host_space, to_model_space, video_layout
 from .inputs import check_latent_channels, check_sigmas
-from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, packed_video, sound_units
+from .sound import PackedFramesDenoiser, SoundOutput, SoundTimeline, audio_video_samples, fitted_sound, sound_units
 from .sound import to_model_space as sound_to_model_space
 
 # the output LATENT of a run with checkpoints names its run, so Streaming Decode can continue its video
@@ -322,7 +322,7 @@ class _ProgressReport:
             self.bar = FrameProgress(progress.iterations, self.patcher)
         finished = progress.finished
         if finished is not None and self.packing is not None:
-            finished = packed_video(self.packing, finished)
+            finished = self.packing.video(finished)
         self.bar.update(progress.iteration, finished)
 
 

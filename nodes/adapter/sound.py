@@ -300,10 +300,3 @@ class SoundOutput:
     def latent_samples(self, video: torch.Tensor) -> comfy.nested_tensor.NestedTensor:
         time = self.packing.stream.time_dim
         return comfy.nested_tensor.NestedTensor((video, self.audio.narrow(time, self.audio.shape[time] - self.kept, self.kept).clone()))
-
-
-def packed_video(packing: FramePacking, packed: torch.Tensor) -> torch.Tensor:
-    """The video latent frames ``[B, C, F, H, W]`` of packed frames (for previews): every slot starts with its video frame."""
-    rows, length = packed.shape[0], packed.shape[2]
-    slots = packed.reshape(rows, length, packing.frame_elements)
-    return slots[..., : packing.video_elements].reshape(rows, length, *packing.video_frame).movedim(1, 2)
