@@ -280,18 +280,22 @@ class FramewiseDenoiser:
         ms = self.model_sampling
         video_levels, audio_levels = (levels.repeat(x.shape[0] // levels.shape[0], 1) for levels in self._stream_levels)
         call_timestep = ms.timestep(t.to(video_levels))[:, None]
-        video_shape, audio_shape = ([x.shape[0], *shape[1:]] for shape in self._stream_shapes)
+        video_shape, audio_shape = self._call_latent_shapes(x.shape[0])
         video_ratio = ms.timestep(video_levels) / call_timestep
         audio_ratio = ms.timestep(audio_levels) / call_timestep
         kwargs["denoise_mask"] = video_ratio[:, None, :, None, None].expand(video_shape[0], 1, *video_shape[2:]).to(x)
         kwargs["audio_denoise_mask"] = audio_ratio[:, None, :, None].expand(audio_shape[0], 1, *audio_shape[2:]).to(x)
-        kwargs["latent_shapes"] = [torch.Size(video_shape), torch.Size(audio_shape)]
+        kwargs["latent_shapes"] = [video_shape, audio_shape]
         return executor(x, t, *args, **kwargs)
 
     def _call_stream_shapes(self, executor, x, t, *args, **kwargs):
         """H3 unpacks its latent by the shapes the conditioning holds, the planned call's: give it this call's."""
-        kwargs["latent_shapes"] = [torch.Size([x.shape[0], *shape[1:]]) for shape in self._stream_shapes]
+        kwargs["latent_shapes"] = self._call_latent_shapes(x.shape[0])
         return executor(x, t, *args, **kwargs)
+
+    def _call_latent_shapes(self, rows: int) -> list[torch.Size]:
+        """The video and audio shapes of this call's packed latent, ``rows`` batch rows (cond and uncond copies included)."""
+        return [torch.Size([rows, *shape[1:]]) for shape in self._stream_shapes]
 
     def _ltx_window_positions(self, executor, *args, **kwargs):
         """The call's positions (WindowPositions): the transformer reads them from its own settings while it runs."""
